@@ -8,6 +8,7 @@ type Command = { usage: string; run: (argv: string[]) => Promise<number> };
 
 const COMMANDS: Record<string, () => Promise<Command>> = {
   serve: () => import("./commands/serve.ts"),
+  world: () => import("./commands/world.ts"),
 };
 
 const topUsage = `atelier <command> [options]

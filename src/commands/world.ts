@@ -1,0 +1,124 @@
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { contactSheet } from "../../evals/contact-sheet.ts";
+import { exportDataset } from "../../evals/dataset.ts";
+import { layoutScene } from "../../evals/layout.ts";
+import { renderScene } from "../../evals/render.ts";
+import { createRng, deriveSeed } from "../../evals/rng.ts";
+import { sampleScene } from "../../evals/sample.ts";
+import { encodePng } from "../../pipelines/image.ts";
+import { invalid } from "../errors.ts";
+
+export const usage = `atelier world <export|sample> [options]
+
+  atelier world export --split train|val|test --n N --seed S --out DIR [--shard-size 10000]
+      Writes a training dataset: DIR/index.json, images-XXXXX.u8 (uint8 N×64×64×3, HWC RGB),
+      records-XXXXX.jsonl (scene, layout, captions, plan per image). Deterministic by seed.
+
+  atelier world sample [--n 64] [--seed 1] --out DIR [--columns 8] [--scale 2]
+      Renders N random scenes (cycling through every shape, colour, style, background and lighting)
+      into DIR/contact-sheet.png and DIR/scenes.jsonl.`;
+
+function integer(
+  field: string,
+  value: string | undefined,
+  fallback: number | undefined,
+  min: number,
+): number {
+  if (value === undefined) {
+    if (fallback === undefined) throw invalid(field, "is required");
+    return fallback;
+  }
+  const number = Number(value);
+  if (!/^-?\d+$/.test(value.trim()) || !Number.isSafeInteger(number) || number < min) {
+    throw invalid(field, `must be an integer ≥ ${min}, got ${JSON.stringify(value)}`);
+  }
+  return number;
+}
+
+function required(field: string, value: string | undefined): string {
+  if (!value) throw invalid(field, "is required");
+  return value;
+}
+
+async function runExport(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      split: { type: "string" },
+      n: { type: "string" },
+      seed: { type: "string" },
+      out: { type: "string" },
+      "shard-size": { type: "string" },
+    },
+    strict: true,
+  });
+  const started = performance.now();
+  const n = integer("n", values.n, undefined, 1);
+  const index = exportDataset({
+    split: required("split", values.split),
+    n,
+    seed: integer("seed", values.seed, 0, 0),
+    out: required("out", values.out),
+    shardSize: integer("shard-size", values["shard-size"], 10_000, 1),
+    onShard: (shard, done) => console.error(`wrote ${shard.images} (${done}/${n})`),
+  });
+  const seconds = (performance.now() - started) / 1000;
+  console.log(
+    `${index.split}: ${index.n} images in ${index.shards.length} shard(s) → ${values.out} ` +
+      `(${seconds.toFixed(1)} s, ${(index.n / seconds).toFixed(0)} images/s)`,
+  );
+  return 0;
+}
+
+async function runSample(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      n: { type: "string" },
+      seed: { type: "string" },
+      out: { type: "string" },
+      columns: { type: "string" },
+      scale: { type: "string" },
+    },
+    strict: true,
+  });
+  const n = integer("n", values.n, 64, 1);
+  const seed = integer("seed", values.seed, 1, 0);
+  const out = required("out", values.out);
+  const rng = createRng(seed);
+  const images = [];
+  const lines: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const scene = sampleScene(rng, { cycle: i });
+    const itemSeed = deriveSeed(seed, i, 1);
+    const layout = layoutScene(scene, itemSeed);
+    images.push(renderScene(scene, layout, itemSeed));
+    lines.push(
+      JSON.stringify({ id: `sample-${seed}-${i}`, seed: itemSeed, scene, layout: layout.instances }),
+    );
+  }
+  const sheet = contactSheet(images, {
+    columns: integer("columns", values.columns, Math.min(8, n), 1),
+    scale: integer("scale", values.scale, 2, 1),
+  });
+  mkdirSync(out, { recursive: true });
+  writeFileSync(join(out, "contact-sheet.png"), encodePng(sheet));
+  writeFileSync(join(out, "scenes.jsonl"), `${lines.join("\n")}\n`);
+  console.log(`${n} scenes → ${join(out, "contact-sheet.png")}, ${join(out, "scenes.jsonl")}`);
+  return 0;
+}
+
+export async function run(argv: string[]): Promise<number> {
+  const [sub, ...rest] = argv;
+  switch (sub) {
+    case "export":
+      return runExport(rest);
+    case "sample":
+      return runSample(rest);
+    default:
+      console.error(`${sub ? `unknown world command: ${sub}\n\n` : ""}${usage}`);
+      return 2;
+  }
+}
