@@ -2,7 +2,8 @@
  * The canonical plan text (the contract between the planner LLM, the projection layers and the critic)
  * and its parser. The grammar itself lives once, in plan-grammar.ts.
  */
-import type { Placement, Scene } from "../scene.ts";
+import { type Placement, parseScene, type Scene } from "../scene.ts";
+import { runPlanGrammar } from "./plan-grammar.ts";
 import { numberWord, positionWords, relationWords, shapeWord } from "./words.ts";
 
 export function layoutWords(placement: Placement): string {
@@ -38,4 +39,18 @@ export function printPlan(scene: Scene): string {
     scene.lighting,
     "<IMG_END>",
   ].join(" ");
+}
+
+/** Parses plan text into a Scene; throws invalid("plan", …) naming the first bad token and what was expected. */
+export function parsePlan(text: string): Scene {
+  const { fields } = runPlanGrammar(text);
+  return parseScene(
+    {
+      objects: fields.objects.map((o, i) => ({ ...o, color: fields.colors[i], placement: fields.layout[i] })),
+      background: fields.background,
+      style: fields.style,
+      lighting: fields.lighting,
+    },
+    "plan",
+  );
 }
