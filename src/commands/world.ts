@@ -1,4 +1,4 @@
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { contactSheet } from "../../evals/contact-sheet.ts";
@@ -7,10 +7,11 @@ import { layoutScene } from "../../evals/layout.ts";
 import { renderScene } from "../../evals/render.ts";
 import { createRng, deriveSeed } from "../../evals/rng.ts";
 import { sampleScene } from "../../evals/sample.ts";
+import { parseScene } from "../../evals/scene.ts";
 import { encodePng } from "../../pipelines/image.ts";
-import { invalid } from "../errors.ts";
+import { AtelierError, invalid } from "../errors.ts";
 
-export const usage = `atelier world <export|sample> [options]
+export const usage = `atelier world <export|sample|render> [options]
 
   atelier world export --split train|val|test --n N --seed S --out DIR [--shard-size 10000]
       Writes a training dataset: DIR/index.json, images-XXXXX.u8 (uint8 N×64×64×3, HWC RGB),
@@ -18,7 +19,11 @@ export const usage = `atelier world <export|sample> [options]
 
   atelier world sample [--n 64] [--seed 1] --out DIR [--columns 8] [--scale 2]
       Renders N random scenes (cycling through every shape, colour, style, background and lighting)
-      into DIR/contact-sheet.png and DIR/scenes.jsonl.`;
+      into DIR/contact-sheet.png and DIR/scenes.jsonl.
+
+  atelier world render --scenes FILE.jsonl --out DIR [--seed S] [--columns 8] [--scale 2]
+      Renders one scene per line (a scene, or {"scene": …, "seed": N}) to DIR/NNNN.png and
+      DIR/contact-sheet.png. The seed (default --seed, 0) picks the free placements and texture.`;
 
 function integer(
   field: string,
@@ -110,6 +115,61 @@ async function runSample(argv: string[]): Promise<number> {
   return 0;
 }
 
+async function runRender(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      scenes: { type: "string" },
+      seed: { type: "string" },
+      out: { type: "string" },
+      columns: { type: "string" },
+      scale: { type: "string" },
+    },
+    strict: true,
+  });
+  const file = required("scenes", values.scenes);
+  const out = required("out", values.out);
+  const seed = integer("seed", values.seed, 0, 0);
+  const items = readFileSync(file, "utf8")
+    .split("\n")
+    .map((line, i) => ({ line: line.trim(), number: i + 1 }))
+    .filter(({ line }) => line.length > 0)
+    .map(({ line, number }) => {
+      const field = `${file}:${number}`;
+      let value: unknown;
+      try {
+        value = JSON.parse(line);
+      } catch (error) {
+        throw invalid(field, `not valid JSON (${(error as Error).message})`);
+      }
+      const wrapped = value !== null && typeof value === "object" && "scene" in value;
+      const item = value as { scene?: unknown; seed?: unknown };
+      const itemSeed = wrapped && item.seed !== undefined ? item.seed : seed;
+      if (!Number.isSafeInteger(itemSeed)) throw invalid(`${field}.seed`, "must be an integer");
+      const scene = parseScene(wrapped ? item.scene : value, wrapped ? `${field}.scene` : field);
+      try {
+        return { scene, seed: itemSeed as number, layout: layoutScene(scene, itemSeed as number) };
+      } catch (error) {
+        if (!(error instanceof AtelierError) || !error.param) throw error;
+        throw invalid(`${field}.${error.param}`, error.message.slice(error.param.length + 2));
+      }
+    });
+  if (items.length === 0) throw invalid("scenes", `${file} holds no scenes`);
+  mkdirSync(out, { recursive: true });
+  const images = items.map(({ scene, seed: itemSeed, layout }, i) => {
+    const image = renderScene(scene, layout, itemSeed);
+    writeFileSync(join(out, `${String(i).padStart(4, "0")}.png`), encodePng(image));
+    return image;
+  });
+  const sheet = contactSheet(images, {
+    columns: integer("columns", values.columns, Math.min(8, images.length), 1),
+    scale: integer("scale", values.scale, 2, 1),
+  });
+  writeFileSync(join(out, "contact-sheet.png"), encodePng(sheet));
+  console.log(`${images.length} scenes → ${out}`);
+  return 0;
+}
+
 export async function run(argv: string[]): Promise<number> {
   const [sub, ...rest] = argv;
   switch (sub) {
@@ -117,6 +177,8 @@ export async function run(argv: string[]): Promise<number> {
       return runExport(rest);
     case "sample":
       return runSample(rest);
+    case "render":
+      return runRender(rest);
     default:
       console.error(`${sub ? `unknown world command: ${sub}\n\n` : ""}${usage}`);
       return 2;
