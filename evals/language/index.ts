@@ -1,5 +1,19 @@
 /** The shapes world's language: captions, chat requests, the canonical plan, edit dialogues, revisions. */
 export { captionsFor } from "./captions.ts";
+export {
+  applyEdit,
+  type DialogueOptions,
+  type DialogueTurn,
+  EDIT_FRAMES,
+  EDIT_KINDS,
+  type Edit,
+  type EditKind,
+  editDialogue,
+  editText,
+  isUsableScene,
+  proposeEdit,
+  referencesTo,
+} from "./edits.ts";
 export { layoutWords, parsePlan, printPlan } from "./plan.ts";
 export {
   createPlanGrammar,
@@ -10,3 +24,4 @@ export {
   runPlanGrammar,
   tokenizePlan,
 } from "./plan-grammar.ts";
+export { FAMILIES, type Family, REQUEST_DEFAULTS, REQUEST_FRAMES, requestFor } from "./requests.ts";
