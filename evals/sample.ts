@@ -168,7 +168,7 @@ function drawScene(rng: Rng, cycle: number | undefined, avoidHeldOut: boolean): 
     objects += count;
   }
   return {
-    objects: groups,
+    objects: shuffleGroups(rng, groups),
     background: cycle === undefined ? rng.pick(BACKGROUNDS) : BACKGROUNDS[cycle % BACKGROUNDS.length]!,
     style: cycle === undefined ? rng.pick(STYLES) : STYLES[cycle % STYLES.length]!,
     lighting:
@@ -178,14 +178,33 @@ function drawScene(rng: Rng, cycle: number | undefined, avoidHeldOut: boolean): 
   };
 }
 
+/**
+ * Groups are drawn anchors first; a random order lets a relation's subject come before its anchor too, as
+ * in "a star to the left of a square" (object 1 relative to object 2).
+ */
+function shuffleGroups(rng: Rng, groups: ObjectGroup[]): ObjectGroup[] {
+  const order = rng.shuffle(groups.map((_, index) => index));
+  const newIndex: number[] = [];
+  order.forEach((old, index) => {
+    newIndex[old] = index;
+  });
+  return order.map((old) => {
+    const group = groups[old]!;
+    const placement = group.placement;
+    return placement.kind === "relation"
+      ? { ...group, placement: { ...placement, of: newIndex[placement.of]! } }
+      : group;
+  });
+}
+
 function drawPlacement(rng: Rng, earlier: ObjectGroup[], usedPositions: Set<Position>): Placement {
   const anchors = earlier
     .map((group, index) => ({ group, index }))
     .filter(({ group }) => group.count === 1 && group.placement.kind !== "relation");
   const kind = pickWeighted(rng, [
-    ["free", 35],
-    ["grid", 37],
-    ["relation", anchors.length > 0 ? 28 : 0],
+    ["free", 30],
+    ["grid", 35],
+    ["relation", anchors.length > 0 ? 45 : 0],
   ] as const);
   if (kind === "grid") {
     const open = POSITIONS.filter((position) => !usedPositions.has(position));

@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { contactSheet } from "../evals/contact-sheet.ts";
 import type { Layout } from "../evals/layout.ts";
 import { LIGHTING_RGB, renderScene } from "../evals/render.ts";
 import { createRng } from "../evals/rng.ts";
@@ -29,8 +30,8 @@ const single = (shape: Shape, style: Style, extra: Partial<Scene> = {}): Scene =
 const centred = (shape: Shape): Layout => ({
   instances: [{ group: 0, shape, color: "blue", size: "large", cell: 4, cx: 32, cy: 32, radius: 9.25 }],
 });
-const pixel = (data: Uint8Array, x: number, y: number) =>
-  Array.from(data.subarray((y * 64 + x) * 3, (y * 64 + x) * 3 + 3));
+const pixel = (data: Uint8Array, x: number, y: number, width = 64) =>
+  Array.from(data.subarray((y * width + x) * 3, (y * width + x) * 3 + 3));
 
 describe("renderScene", () => {
   it("is deterministic: same scene and seed give identical bytes, another seed other bytes", () => {
@@ -179,5 +180,25 @@ describe("renderScene", () => {
         }
       }
     }
+  });
+});
+
+describe("contactSheet", () => {
+  it("tiles images with gaps, upscales, and marks pass/fail in the top-right corner", () => {
+    const tiles = [0, 1, 2].map((k) => ({
+      width: 4,
+      height: 4,
+      data: new Uint8Array(48).fill(50 * (k + 1)),
+    }));
+    const sheet = contactSheet(tiles, { columns: 2, scale: 10, gap: 2, marks: [true, false, null] });
+    expect([sheet.width, sheet.height]).toEqual([2 * 42 + 2, 2 * 42 + 2]);
+    const at = (x: number, y: number) => pixel(sheet.data, x, y, sheet.width);
+    expect(at(5, 30)).toEqual([50, 50, 50]);
+    expect(at(46, 30)).toEqual([100, 100, 100]);
+    expect(at(5, 70)).toEqual([150, 150, 150]);
+    expect(at(0, 0)).toEqual([48, 48, 48]);
+    expect(at(38, 4)).toEqual([40, 200, 60]);
+    expect(at(80, 4)).toEqual([230, 30, 30]);
+    expect(at(38, 46)).toEqual([150, 150, 150]);
   });
 });

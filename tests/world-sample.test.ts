@@ -61,7 +61,10 @@ describe("sampleScene", () => {
         seen.add(`size:${group.size}`);
         seen.add(`count:${group.count}`);
         if (group.placement.kind === "grid") seen.add(`position:${group.placement.position}`);
-        if (group.placement.kind === "relation") seen.add(`relation:${group.placement.relation}`);
+        if (group.placement.kind === "relation") {
+          seen.add(`relation:${group.placement.relation}`);
+          seen.add(group.placement.of > scene.objects.indexOf(group) ? "subject-first" : "anchor-first");
+        }
         seen.add(`placement:${group.placement.kind}`);
       }
       expect(kinds.size).toBe(scene.objects.length);
@@ -80,6 +83,8 @@ describe("sampleScene", () => {
       "placement:free",
       "placement:grid",
       "placement:relation",
+      "subject-first",
+      "anchor-first",
     ];
     expect(expected.filter((key) => !seen.has(key))).toEqual([]);
   });
