@@ -147,6 +147,8 @@ interface Mask {
 }
 
 const maskCache = new Map<string, Mask>();
+/** Layouts from the sampler need at most 6 × 3 × 3 × 64 masks; arbitrary radii from callers must not grow it forever. */
+const MAX_CACHED_MASKS = 16_384;
 
 function maskFor(shape: Shape, radius: number, style: Style, phaseX: number, phaseY: number): Mask {
   const key = `${shape}|${radius}|${style}|${phaseX}|${phaseY}`;
@@ -165,6 +167,7 @@ function maskFor(shape: Shape, radius: number, style: Style, phaseX: number, pha
     }
   }
   const mask = { size, half, alpha };
+  if (maskCache.size >= MAX_CACHED_MASKS) maskCache.clear();
   maskCache.set(key, mask);
   return mask;
 }
