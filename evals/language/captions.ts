@@ -28,7 +28,7 @@ const RELATION_PHRASE = {
 
 const STYLE_PHRASE: Record<Style, string[]> = {
   flat: ["flat", "flat colors"],
-  outline: ["outline", "line art"],
+  outline: ["outline", "outline style"],
   watercolor: ["watercolor", "watercolor painting"],
 };
 const LIGHT_PHRASE: Record<Lighting, string[]> = {
@@ -38,7 +38,7 @@ const LIGHT_PHRASE: Record<Lighting, string[]> = {
 };
 const STYLE_NOUN: Record<Style, string> = {
   flat: "flat illustration",
-  outline: "line drawing",
+  outline: "outline drawing",
   watercolor: "watercolor painting",
 };
 
