@@ -1,0 +1,99 @@
+/**
+ * Constrained decoding: a transformers.js logits processor that lets the LLM emit only continuations the
+ * plan grammar accepts, so every finished output parses. It works at the character level over each
+ * token's text, so it fits both a word-level tokenizer (one grammar word per token) and the byte-level BPE
+ * of other LLMs (a word spread over several tokens, or several words in one token).
+ */
+import { LogitsProcessor, type Tensor } from "@huggingface/transformers";
+import { createPlanGrammar, type PlanGrammar } from "../evals/language/plan-grammar.ts";
+
+/** Grammar state after the complete words of the generated text, plus the word still being written. */
+interface DecodeState {
+  grammar: PlanGrammar;
+  partial: string;
+}
+
+const isSpace = (ch: string) => ch === " " || ch === "\n" || ch === "\t" || ch === "\r";
+
+/** Feeds `piece` into a copy of the state; null if some word it completes or starts is not allowed. */
+function feed(state: DecodeState, piece: string): DecodeState | null {
+  let grammar = state.grammar;
+  let copied = false;
+  let word = state.partial;
+  for (const ch of piece) {
+    if (!isSpace(ch)) {
+      word += ch;
+      continue;
+    }
+    if (!word) continue;
+    if (!grammar.allowed().has(word)) return null;
+    if (!copied) {
+      grammar = grammar.clone();
+      copied = true;
+    }
+    grammar.advance(word);
+    word = "";
+  }
+  if (word) {
+    if (grammar.done) return null;
+    let prefixOfAllowed = false;
+    for (const candidate of grammar.allowed()) {
+      if (candidate.startsWith(word)) {
+        prefixOfAllowed = true;
+        break;
+      }
+    }
+    if (!prefixOfAllowed) return null;
+  } else if (grammar.done) {
+    return null; // after the plan only the end of sequence may come
+  }
+  return { grammar, partial: word };
+}
+
+/** True when the text so far is a complete plan (its last word closing the grammar). */
+function complete(state: DecodeState): boolean {
+  if (!state.partial) return state.grammar.done;
+  if (!state.grammar.allowed().has(state.partial)) return false;
+  const grammar = state.grammar.clone();
+  grammar.advance(state.partial);
+  return grammar.done;
+}
+
+export class PlanGrammarProcessor extends LogitsProcessor {
+  private state: DecodeState = { grammar: createPlanGrammar(), partial: "" };
+  private consumed = 0;
+
+  /**
+   * @param pieces the text each token id appends to a sequence (see `tokenPieces`)
+   * @param eosIds ids that end generation; allowed only once the plan is complete
+   * @param promptLength tokens before the plan (the processor sees prompt + generated ids)
+   * @param prefix text the plan starts with that is already in the prompt (e.g. "" or "<IMG_BEGIN>")
+   */
+  constructor(
+    private readonly pieces: readonly string[],
+    private readonly eosIds: readonly number[],
+    private readonly promptLength: number,
+    prefix = "",
+  ) {
+    super();
+    if (prefix) this.state = feed(this.state, prefix) ?? this.state;
+  }
+
+  _call(inputIds: bigint[][], logits: Tensor): Tensor {
+    const generated = inputIds[0]!;
+    for (; this.consumed < generated.length - this.promptLength; this.consumed++) {
+      const id = Number(generated[this.promptLength + this.consumed]);
+      const next = feed(this.state, this.pieces[id] ?? "");
+      // The processor itself chose this token, so it is always acceptable; guard anyway.
+      if (next) this.state = next;
+    }
+    const row = (logits as unknown as Tensor[])[0]!.data as Float32Array;
+    const done = complete(this.state);
+    for (let id = 0; id < row.length; id++) {
+      if (row[id] === Number.NEGATIVE_INFINITY) continue;
+      const allowed = this.eosIds.includes(id) ? done : feed(this.state, this.pieces[id] ?? "") !== null;
+      if (!allowed) row[id] = Number.NEGATIVE_INFINITY;
+    }
+    return logits;
+  }
+}
