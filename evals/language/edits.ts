@@ -186,10 +186,12 @@ export function proposeEdit(scene: Scene, kind: EditKind, rng: Rng): Edit | null
     }
     case "remove":
       return n > 1 && !isAnchor(scene, target) ? { kind, target } : null;
-    case "move":
-      return group.count === 1
-        ? { kind, target, placement: rng.pick(placementOptions(scene, target)) }
-        : null;
+    case "move": {
+      if (group.count !== 1) return null;
+      const current = JSON.stringify(group.placement);
+      const options = placementOptions(scene, target).filter((p) => JSON.stringify(p) !== current);
+      return options.length > 0 ? { kind, target, placement: rng.pick(options) } : null;
+    }
     case "resize":
       return { kind, target, size: rng.pick(otherThan(SIZES, group.size)) };
     case "recount": {

@@ -101,10 +101,14 @@ const RELATION_PHRASE = {
 };
 
 function placementPhrase(placement: Placement, scene: Scene): string {
-  if (placement.kind === "grid")
-    return `${placement.position === "center" ? "in" : "at"} the ${positionWords(placement.position)}`;
-  if (placement.kind === "relation")
+  if (placement.kind === "grid") {
+    const p = placement.position;
+    const preposition = p === "center" ? "in" : p === "left" || p === "right" ? "on" : "at";
+    return `${preposition} the ${positionWords(p)}`;
+  }
+  if (placement.kind === "relation") {
     return `${RELATION_PHRASE[placement.relation]} ${referringPhrase(scene, placement.of)}`;
+  }
   return "anywhere";
 }
 
@@ -279,7 +283,9 @@ export function revisionExample(scene: Scene, rng: Rng): RevisionExample {
     } catch {
       continue;
     }
-    if (!SceneSchema.safeParse(next).success) continue;
+    // A second fault must not undo the first (one circle missing, then one extra).
+    if (!SceneSchema.safeParse(next).success || diffScenes(scene, next).issues.length <= faults.length)
+      continue;
     described = next;
     faults.push(fault);
   }
