@@ -24,10 +24,10 @@ import {
   PALETTE,
   type Scene,
   SHAPES,
-  SIZES,
-  STYLES,
   type Shape,
+  SIZES,
   type Size,
+  STYLES,
   type Style,
 } from "./scene.ts";
 
@@ -307,7 +307,12 @@ function measure(
     const q = stack.pop()!;
     const i = q % ww;
     const j = (q - i) / ww;
-    const neighbours = [i > 0 ? q - 1 : -1, i < ww - 1 ? q + 1 : -1, j > 0 ? q - ww : -1, j < wh - 1 ? q + ww : -1];
+    const neighbours = [
+      i > 0 ? q - 1 : -1,
+      i < ww - 1 ? q + 1 : -1,
+      j > 0 ? q - ww : -1,
+      j < wh - 1 ? q + ww : -1,
+    ];
     for (const r of neighbours) {
       if (r >= 0 && !outside[r] && alpha[r]! < EDGE_LEVEL) {
         outside[r] = 1;
@@ -429,7 +434,9 @@ function shapeTemplates(): Templates {
               lighting: "daylight",
             };
             const instance = { group: 0, shape, color: "blue" as const, size, cell: 4 };
-            const layout = { instances: [{ ...instance, cx: 32 + dx, cy: 32 + dy, radius: SIZE_RADIUS[size] }] };
+            const layout = {
+              instances: [{ ...instance, cx: 32 + dx, cy: 32 + dy, radius: SIZE_RADIUS[size] }],
+            };
             const measured = measureImage(renderScene(scene, layout, samples.length)).measured;
             if (measured.length === 1) samples.push(measured[0]!.features);
           }

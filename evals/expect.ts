@@ -2,10 +2,26 @@
  * GenEval-style judging of one image's detection against a prompt's `expect` block (DESIGN.md, "Eval
  * prompt files"): every clause must hold for the image to pass.
  */
+import { invalid } from "../src/errors.ts";
 import type { DetectedObject, Detection } from "./detector.ts";
 import type { PromptExpect } from "./language/prompt-file.ts";
-import type { Color, Position, Relation, Shape, Size } from "./scene.ts";
-import { POSITIONS } from "./scene.ts";
+import { type Layout, layoutScene, relationHolds } from "./layout.ts";
+import { createRng, deriveSeed, type Rng } from "./rng.ts";
+import {
+  BACKGROUNDS,
+  COLORS,
+  type Color,
+  LIGHTINGS,
+  POSITIONS,
+  type Position,
+  type Relation,
+  type Scene,
+  SceneSchema,
+  type Shape,
+  SIZES,
+  type Size,
+  STYLES,
+} from "./scene.ts";
 
 /** A prompt's `expect` block (schema and satisfiability checks: evals/language/prompt-file.ts). */
 export type Expect = PromptExpect;
@@ -42,11 +58,19 @@ export function describeObject(want: Matchable): string {
 
 function listFound(found: DetectedObject[]): string {
   if (found.length === 0) return "none";
-  return found.map((o) => `${o.size} ${o.color} ${o.shape} at (${o.cx.toFixed(1)}, ${o.cy.toFixed(1)})`).join("; ");
+  return found
+    .map((o) => `${o.size} ${o.color} ${o.shape} at (${o.cx.toFixed(1)}, ${o.cy.toFixed(1)})`)
+    .join("; ");
 }
 
 /** Whether a centre lies in a cell of the 3×3 grid, widened by POSITION_MARGIN on each side. */
-export function inPosition(cx: number, cy: number, position: Position, width: number, height: number): boolean {
+export function inPosition(
+  cx: number,
+  cy: number,
+  position: Position,
+  width: number,
+  height: number,
+): boolean {
   const cell = POSITIONS.indexOf(position);
   const col = cell % 3;
   const row = Math.floor(cell / 3);
@@ -83,7 +107,11 @@ export function judge(expect: Expect, detection: Detection, width = 64, height =
     const found = matched[i]!;
     const name = describeObject(want);
     if (want.count !== undefined) {
-      add(`objects[${i}]: exactly ${want.count} ${name}`, found.length === want.count, `found ${found.length}`);
+      add(
+        `objects[${i}]: exactly ${want.count} ${name}`,
+        found.length === want.count,
+        `found ${found.length}`,
+      );
     } else {
       add(`objects[${i}]: a ${name}`, found.length >= 1, `found ${found.length}`);
     }
@@ -113,7 +141,9 @@ export function judge(expect: Expect, detection: Detection, width = 64, height =
   if (expect.exact_count) {
     const shapes = [...new Set(expect.objects.map((o) => o.shape))];
     for (const shape of shapes) {
-      const expected = expect.objects.filter((o) => o.shape === shape).reduce((n, o) => n + (o.count ?? 1), 0);
+      const expected = expect.objects
+        .filter((o) => o.shape === shape)
+        .reduce((n, o) => n + (o.count ?? 1), 0);
       const found = detection.objects.filter((o) => o.shape === shape).length;
       add(`exact_count: ${expected} ${shape} in all`, found === expected, `found ${found}`);
     }
@@ -131,4 +161,96 @@ export function judge(expect: Expect, detection: Detection, width = 64, height =
   }
 
   return { pass: clauses.every((c) => c.pass), clauses };
+}
+
+/** What a perfect detector reports for a rendered scene: the layout's instances as placed. */
+export function truthDetection(scene: Scene, layout: Layout): Detection {
+  return {
+    objects: layout.instances.map((instance) => {
+      // The star's bounding box is a little shorter than it is wide (render.ts).
+      const rx = instance.radius;
+      const ry = instance.shape === "star" ? 0.951 * instance.radius : instance.radius;
+      return {
+        shape: instance.shape,
+        color: instance.color,
+        size: instance.size,
+        cx: instance.cx,
+        cy: instance.cy,
+        bbox: [
+          Math.floor(instance.cx - rx),
+          Math.floor(instance.cy - ry),
+          Math.ceil(instance.cx + rx) - 1,
+          Math.ceil(instance.cy + ry) - 1,
+        ],
+      };
+    }),
+    background: scene.background,
+    style: scene.style,
+    lighting: scene.lighting,
+  };
+}
+
+/** Distinct grid cells for the objects with a position or a relation, in a seeded search order. */
+function assignCells(expect: Expect, rng: Rng): Map<number, number> | null {
+  const relations = expect.relations ?? [];
+  const placed = expect.objects
+    .map((_, i) => i)
+    .filter(
+      (i) => expect.objects[i]!.position !== undefined || relations.some((r) => r.a === i || r.b === i),
+    );
+  const cells = new Map<number, number>();
+  const orders = placed.map(() => rng.shuffle(POSITIONS.map((_, cell) => cell)));
+  const search = (depth: number): boolean => {
+    if (depth === placed.length) {
+      return relations.every((r) => relationHolds(r.rel, cells.get(r.a)!, cells.get(r.b)!));
+    }
+    const index = placed[depth]!;
+    const position = expect.objects[index]!.position;
+    for (const cell of orders[depth]!) {
+      if (position !== undefined && POSITIONS[cell] !== position) continue;
+      if ([...cells.values()].includes(cell)) continue;
+      cells.set(index, cell);
+      if (search(depth + 1)) return true;
+      cells.delete(index);
+    }
+    return false;
+  };
+  return search(0) ? cells : null;
+}
+
+const SCENE_TRIES = 200;
+
+/**
+ * A world scene that satisfies an expectation (for `--mode oracle`): the asked objects with the unasked
+ * attributes drawn from the seed, related and positioned objects on grid cells that meet every clause.
+ * Draws until the scene's ground truth, laid out with the same seed (`layoutScene(scene, seed)`), passes
+ * `judge` (an unasked colour could, say, add to a count or hit an `absent` clause); throws when none does.
+ */
+export function sceneForExpect(expect: Expect, seed: number): Scene {
+  const rng = createRng(deriveSeed(seed, 0xe8ec));
+  for (let attempt = 0; attempt < SCENE_TRIES; attempt++) {
+    const cells = assignCells(expect, rng);
+    if (!cells) break;
+    const scene: Scene = {
+      objects: expect.objects.map((want, i) => {
+        const cell = cells.get(i);
+        return {
+          shape: want.shape,
+          color: want.color ?? rng.pick(COLORS),
+          size: want.size ?? rng.pick(SIZES),
+          count: want.count ?? 1,
+          placement:
+            cell === undefined
+              ? { kind: "free" as const }
+              : { kind: "grid" as const, position: POSITIONS[cell]! },
+        };
+      }),
+      background: expect.background ?? rng.pick(BACKGROUNDS),
+      style: expect.style ?? rng.pick(STYLES),
+      lighting: expect.lighting ?? rng.pick(LIGHTINGS),
+    };
+    if (!SceneSchema.safeParse(scene).success) continue;
+    if (judge(expect, truthDetection(scene, layoutScene(scene, seed))).pass) return scene;
+  }
+  throw invalid("expect", "no shapes-world scene satisfies this expectation");
 }

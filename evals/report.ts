@@ -53,7 +53,9 @@ function accuracyOf(prompts: readonly PromptResult[]): Accuracy {
   return { accuracy, n, images: prompts.reduce((sum, p) => sum + p.images.length, 0) };
 }
 
-export function summarize(prompts: readonly PromptResult[]): Pick<Report, "overall" | "categories" | "held_out" | "seen"> {
+export function summarize(
+  prompts: readonly PromptResult[],
+): Pick<Report, "overall" | "categories" | "held_out" | "seen"> {
   const byCategory = new Map<string, PromptResult[]>();
   for (const prompt of prompts) {
     const group = byCategory.get(prompt.category) ?? [];
@@ -84,7 +86,9 @@ export function reportMarkdown(report: Report): string {
     "",
     "| category | accuracy | prompts | images |",
     "|---|---:|---:|---:|",
-    ...Object.entries(report.categories).map(([name, c]) => `| ${name} | ${pct(c.accuracy)} | ${c.n} | ${c.images} |`),
+    ...Object.entries(report.categories).map(
+      ([name, c]) => `| ${name} | ${pct(c.accuracy)} | ${c.n} | ${c.images} |`,
+    ),
     "",
     "| compositions | accuracy | prompts | images |",
     "|---|---:|---:|---:|",
