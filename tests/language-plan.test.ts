@@ -98,11 +98,12 @@ describe("plan print and parse", () => {
     expect(printPlan(scene)).toBe(EXAMPLE);
   });
 
-  it("round-trips 10,000 sampled scenes and 10,000 arbitrary valid scenes", () => {
+  it("round-trips 10,000 sampled scenes and 3,000 arbitrary valid scenes", () => {
     const rng = createRng(7);
     for (let i = 0; i < 10_000; i++) {
       const sampled = sampleScene(rng);
       expect(parsePlan(printPlan(sampled))).toEqual(sampled);
+      if (i % 10 >= 3) continue;
       const arbitrary = anyScene(rng);
       expect(parsePlan(printPlan(arbitrary))).toEqual(arbitrary);
     }
@@ -132,7 +133,7 @@ describe("plan print and parse", () => {
   it("every path the grammar allows ends in a valid scene that prints back to the same text", () => {
     const rng = createRng(5);
     const seen = new Set<string>();
-    for (let i = 0; i < 3000; i++) {
+    for (let i = 0; i < 1500; i++) {
       const grammar = createPlanGrammar();
       const tokens: string[] = [];
       while (!grammar.done) {
