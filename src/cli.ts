@@ -9,6 +9,7 @@ type Command = { usage: string; run: (argv: string[]) => Promise<number> };
 const COMMANDS: Record<string, () => Promise<Command>> = {
   serve: () => import("./commands/serve.ts"),
   world: () => import("./commands/world.ts"),
+  eval: () => import("./commands/eval.ts"),
 };
 
 const topUsage = `atelier <command> [options]
