@@ -24,4 +24,24 @@ export {
   runPlanGrammar,
   tokenizePlan,
 } from "./plan-grammar.ts";
+export {
+  type EvalPrompt,
+  ExpectSchema,
+  PROMPT_CATEGORIES,
+  type PromptExpect,
+  PromptSchema,
+  parsePromptLine,
+  readPromptFile,
+} from "./prompt-file.ts";
 export { FAMILIES, type Family, REQUEST_DEFAULTS, REQUEST_FRAMES, requestFor } from "./requests.ts";
+export {
+  agreement,
+  critiqueText,
+  diffScenes,
+  FAULTS,
+  type Fault,
+  matchGroups,
+  type RevisionExample,
+  revisionExample,
+  type SceneDiff,
+} from "./revision.ts";
