@@ -15,8 +15,12 @@ interface DecodeState {
 
 const isSpace = (ch: string) => ch === " " || ch === "\n" || ch === "\t" || ch === "\r";
 
-/** Feeds `piece` into a copy of the state; null if some word it completes or starts is not allowed. */
-function feed(state: DecodeState, piece: string): DecodeState | null {
+/**
+ * Feeds `piece` into a copy of the state; null if some word it completes or starts is not allowed. A word
+ * left open at the end must be allowed as it is, or — when the vocabulary has pieces that continue a word
+ * (BPE) — be the start of an allowed word.
+ */
+function feed(state: DecodeState, piece: string, continuable: boolean): DecodeState | null {
   let grammar = state.grammar;
   let copied = false;
   let word = state.partial;
@@ -35,15 +39,11 @@ function feed(state: DecodeState, piece: string): DecodeState | null {
     word = "";
   }
   if (word) {
-    if (grammar.done) return null;
-    let prefixOfAllowed = false;
-    for (const candidate of grammar.allowed()) {
-      if (candidate.startsWith(word)) {
-        prefixOfAllowed = true;
-        break;
-      }
-    }
-    if (!prefixOfAllowed) return null;
+    const allowed = grammar.allowed();
+    if (allowed.has(word)) return { grammar, partial: word };
+    if (!continuable) return null;
+    for (const candidate of allowed) if (candidate.startsWith(word)) return { grammar, partial: word };
+    return null;
   } else if (grammar.done) {
     return null; // after the plan only the end of sequence may come
   }
@@ -62,28 +62,28 @@ function complete(state: DecodeState): boolean {
 export class PlanGrammarProcessor extends LogitsProcessor {
   private state: DecodeState = { grammar: createPlanGrammar(), partial: "" };
   private consumed = 0;
+  /** Whether some token continues a word instead of starting one (BPE yes, word-level no). */
+  private readonly continuable: boolean;
 
   /**
    * @param pieces the text each token id appends to a sequence (see `tokenPieces`)
    * @param eosIds ids that end generation; allowed only once the plan is complete
    * @param promptLength tokens before the plan (the processor sees prompt + generated ids)
-   * @param prefix text the plan starts with that is already in the prompt (e.g. "" or "<IMG_BEGIN>")
    */
   constructor(
     private readonly pieces: readonly string[],
     private readonly eosIds: readonly number[],
     private readonly promptLength: number,
-    prefix = "",
   ) {
     super();
-    if (prefix) this.state = feed(this.state, prefix) ?? this.state;
+    this.continuable = pieces.some((piece) => piece.length > 0 && !isSpace(piece[0]!));
   }
 
   _call(inputIds: bigint[][], logits: Tensor): Tensor {
     const generated = inputIds[0]!;
     for (; this.consumed < generated.length - this.promptLength; this.consumed++) {
       const id = Number(generated[this.promptLength + this.consumed]);
-      const next = feed(this.state, this.pieces[id] ?? "");
+      const next = feed(this.state, this.pieces[id] ?? "", this.continuable);
       // The processor itself chose this token, so it is always acceptable; guard anyway.
       if (next) this.state = next;
     }
@@ -91,7 +91,9 @@ export class PlanGrammarProcessor extends LogitsProcessor {
     const done = complete(this.state);
     for (let id = 0; id < row.length; id++) {
       if (row[id] === Number.NEGATIVE_INFINITY) continue;
-      const allowed = this.eosIds.includes(id) ? done : feed(this.state, this.pieces[id] ?? "") !== null;
+      const allowed = this.eosIds.includes(id)
+        ? done
+        : feed(this.state, this.pieces[id] ?? "", this.continuable) !== null;
       if (!allowed) row[id] = Number.NEGATIVE_INFINITY;
     }
     return logits;

@@ -3,12 +3,13 @@
  * dialogues (every assistant turn restates the whole revised plan) and critique revisions. One JSON
  * conversation per line: {"messages": [{"role": "user"|"assistant"|"critique", "content"}], "kind"}.
  */
-import { createWriteStream } from "node:fs";
+
 import { once } from "node:events";
-import { type Family, editDialogue, printPlan, requestFor } from "../evals/language/index.ts";
+import { createWriteStream } from "node:fs";
+import { editDialogue, type Family, printPlan, requestFor } from "../evals/language/index.ts";
 import { revisionExample } from "../evals/language/revision.ts";
 import { createRng, type Rng } from "../evals/rng.ts";
-import { isHeldOut, sampleScene, type Split } from "../evals/sample.ts";
+import { isHeldOut, type Split, sampleScene } from "../evals/sample.ts";
 import type { ChatMessage } from "./planner.ts";
 
 export interface Conversation {

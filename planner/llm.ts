@@ -42,7 +42,10 @@ export async function loadDecoderLLM(dir: string, options: { file?: string } = {
   const root = resolve(dir);
   for (const file of REQUIRED_FILES) {
     if (!existsSync(resolve(root, file))) {
-      throw new AtelierError(`planner model folder ${root} has no ${file}`, { status: 500, code: "model_missing" });
+      throw new AtelierError(`planner model folder ${root} has no ${file}`, {
+        status: 500,
+        code: "model_missing",
+      });
     }
   }
   const config = JSON.parse(readFileSync(resolve(root, "config.json"), "utf8")) as DecoderConfig;
@@ -54,7 +57,8 @@ export async function loadDecoderLLM(dir: string, options: { file?: string } = {
     dtype: "fp32",
     model_file_name: options.file?.replace(/\.onnx$/, ""),
   });
-  const session = (model as unknown as { sessions: Record<string, { outputNames: string[] }> }).sessions.model!;
+  const session = (model as unknown as { sessions: Record<string, { outputNames: string[] }> }).sessions
+    .model!;
   const hiddenStateLayers = session.outputNames
     .filter((name) => name.startsWith("hidden_states."))
     .map((name) => Number(name.slice("hidden_states.".length)))

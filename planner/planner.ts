@@ -114,7 +114,7 @@ export class Planner {
   }
 
   /** Plans the image for the last user turn of a conversation (earlier turns give the context of edits). */
-  plan(messages: ChatMessage[], options: PlanOptions = {}): Promise<PlanResult> {
+  async plan(messages: ChatMessage[], options: PlanOptions = {}): Promise<PlanResult> {
     messages.forEach((m, i) => {
       checkPromptText(m.content, `messages.${i}.content`);
     });
@@ -125,7 +125,12 @@ export class Planner {
   }
 
   /** Revision mode: the critique of an image made from `plan` becomes a new turn, answered with a revised plan. */
-  revise(messages: ChatMessage[], plan: string, critique: string, options: PlanOptions = {}): Promise<PlanResult> {
+  revise(
+    messages: ChatMessage[],
+    plan: string,
+    critique: string,
+    options: PlanOptions = {},
+  ): Promise<PlanResult> {
     return this.plan(
       [...messages, { role: "assistant", content: plan }, { role: "critique", content: critique }],
       options,

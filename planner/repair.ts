@@ -16,13 +16,16 @@ export function repairScene(scene: Scene): { scene: Scene; repairs: string[] } {
       layoutScene(current, 0);
       return { scene: current, repairs };
     } catch (error) {
-      const match = error instanceof AtelierError ? /^objects\.(\d+)\.placement$/.exec(error.param ?? "") : null;
+      const match =
+        error instanceof AtelierError ? /^objects\.(\d+)\.placement$/.exec(error.param ?? "") : null;
       if (!match) throw error;
       const index = Number(match[1]);
       repairs.push(`object ${index + 1}: ${error instanceof Error ? error.message : error}; placed anywhere`);
       current = {
         ...current,
-        objects: current.objects.map((group, i) => (i === index ? { ...group, placement: { kind: "free" } } : group)),
+        objects: current.objects.map((group, i) =>
+          i === index ? { ...group, placement: { kind: "free" } } : group,
+        ),
       };
     }
   }

@@ -58,7 +58,8 @@ function* fields(buf: Uint8Array, start: number, end: number): Generator<Field> 
       const [length, afterLength] = readVarint(buf, pos);
       valueStart = afterLength;
       pos = afterLength + length;
-    } else throw new AtelierError(`unsupported protobuf wire type ${wire}`, { status: 500, code: "onnx_parse" });
+    } else
+      throw new AtelierError(`unsupported protobuf wire type ${wire}`, { status: 500, code: "onnx_parse" });
     yield { field, wire, start: fieldStart, end: pos, valueStart };
   }
 }

@@ -10,6 +10,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   serve: () => import("./commands/serve.ts"),
   world: () => import("./commands/world.ts"),
   eval: () => import("./commands/eval.ts"),
+  plan: () => import("./commands/plan.ts"),
 };
 
 const topUsage = `atelier <command> [options]

@@ -3,15 +3,17 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { contactSheet } from "../../evals/contact-sheet.ts";
 import { exportDataset } from "../../evals/dataset.ts";
+import { FAMILIES, type Family } from "../../evals/language/requests.ts";
 import { layoutScene } from "../../evals/layout.ts";
 import { renderScene } from "../../evals/render.ts";
 import { createRng, deriveSeed } from "../../evals/rng.ts";
-import { sampleScene } from "../../evals/sample.ts";
+import { SPLITS, type Split, sampleScene } from "../../evals/sample.ts";
 import { parseScene } from "../../evals/scene.ts";
 import { encodePng } from "../../pipelines/image.ts";
+import { writeCorpus } from "../../planner/corpus.ts";
 import { AtelierError, invalid } from "../errors.ts";
 
-export const usage = `atelier world <export|sample|render> [options]
+export const usage = `atelier world <export|sample|render|chat> [options]
 
   atelier world export --split train|val|test --n N --seed S --out DIR [--shard-size 10000]
       Writes a training dataset: DIR/index.json, images-XXXXX.u8 (uint8 N×64×64×3, HWC RGB),
@@ -23,7 +25,11 @@ export const usage = `atelier world <export|sample|render> [options]
 
   atelier world render --scenes FILE.jsonl --out DIR [--seed S] [--columns 8] [--scale 2]
       Renders one scene per line (a scene, or {"scene": …, "seed": N}) to DIR/NNNN.png and
-      DIR/contact-sheet.png. The seed (default --seed, 0) picks the free placements and texture.`;
+      DIR/contact-sheet.png. The seed (default --seed, 0) picks the free placements and texture.
+
+  atelier world chat --split train|val|test --family train|heldout --n N --seed S --out FILE.jsonl
+      Writes the planner's chat corpus: single requests, multi-turn edits and critique revisions, one
+      conversation ({"kind", "messages": [{role, content}]}) per line. Deterministic by seed.`;
 
 function integer(
   field: string,
@@ -170,6 +176,36 @@ async function runRender(argv: string[]): Promise<number> {
   return 0;
 }
 
+async function runChat(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      split: { type: "string" },
+      family: { type: "string" },
+      n: { type: "string" },
+      seed: { type: "string" },
+      out: { type: "string" },
+    },
+    strict: true,
+  });
+  const split = required("split", values.split);
+  if (!(SPLITS as readonly string[]).includes(split))
+    throw invalid("split", `must be one of ${SPLITS.join(", ")}`);
+  const family = values.family ?? "train";
+  if (!(FAMILIES as readonly string[]).includes(family)) {
+    throw invalid("family", `must be one of ${FAMILIES.join(", ")}`);
+  }
+  const n = integer("n", values.n, undefined, 1);
+  const out = required("out", values.out);
+  await writeCorpus(out, n, {
+    split: split as Split,
+    family: family as Family,
+    seed: integer("seed", values.seed, 0, 0),
+  });
+  console.log(`${n} conversations → ${out}`);
+  return 0;
+}
+
 export async function run(argv: string[]): Promise<number> {
   const [sub, ...rest] = argv;
   switch (sub) {
@@ -179,6 +215,8 @@ export async function run(argv: string[]): Promise<number> {
       return runSample(rest);
     case "render":
       return runRender(rest);
+    case "chat":
+      return runChat(rest);
     default:
       console.error(`${sub ? `unknown world command: ${sub}\n\n` : ""}${usage}`);
       return 2;
