@@ -11,7 +11,7 @@
 import { closeSync, mkdirSync, openSync, readFileSync, writeFileSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { invalid } from "../src/errors.ts";
-import { captionsFor, printPlan } from "./language/index.ts";
+import { captionsFor, printPlan, requestFor } from "./language/index.ts";
 import { layoutScene } from "./layout.ts";
 import { HEIGHT, renderScene, WIDTH } from "./render.ts";
 import { createRng, deriveSeed } from "./rng.ts";
@@ -57,6 +57,8 @@ export interface DatasetRecord {
   scene: Scene;
   layout: RecordInstance[];
   captions: string[];
+  /** A chat request for the scene (train phrasing): the planner context for projection training. */
+  request: string;
   plan: string;
 }
 
@@ -85,6 +87,7 @@ export function datasetItem(split: Split, seed: number, index: number): DatasetI
       radius,
     })),
     captions,
+    request: requestFor(scene, createRng(deriveSeed(itemSeed, 3))),
     plan: printPlan(scene),
   };
   return { record, image };
