@@ -1,0 +1,72 @@
+/**
+ * CI smoke test of the training stack: training/smoke.sh trains tiny configs of every stage for a few steps
+ * on a freshly exported tiny dataset, resumes once and exports; the exports are then loaded in
+ * onnxruntime-node and run one guided DDIM denoising step and a VAE decode.
+ */
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { AutoTokenizer, env } from "@huggingface/transformers";
+import * as ort from "onnxruntime-node";
+import { afterAll, describe, expect, it } from "vitest";
+import { createScheduler } from "../pipelines/schedulers/index.ts";
+
+const PYTHON = process.env.ATELIER_PYTHON ?? "/usr/bin/python3";
+const hasTorch = spawnSync(PYTHON, ["-c", "import torch, onnx"], { encoding: "utf8" }).status === 0;
+const reason = `${PYTHON} cannot import torch and onnx (apt-get install -y python3-torch python3-onnx libopenblas0-pthread)`;
+if (!hasTorch) console.warn(`training smoke test skipped: ${reason}`);
+
+describe("training smoke (training/smoke.sh)", () => {
+  const work = mkdtempSync(join(tmpdir(), "atelier-smoke-"));
+  afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+  it.skipIf(!hasTorch)(
+    "trains, resumes and exports every stage; the export denoises one step",
+    async () => {
+      const dest = join(work, "ldm");
+      const result = spawnSync("bash", ["training/smoke.sh", dest], { encoding: "utf8", timeout: 170_000 });
+      expect(result.status, result.stderr.slice(-3000)).toBe(0);
+      expect(result.stdout).toContain("resumed");
+
+      env.allowRemoteModels = false;
+      env.localModelPath = work;
+      const tokenizer = await AutoTokenizer.from_pretrained("ldm/tokenizer");
+      const encoded = tokenizer(["a red circle on a white background", ""], {
+        padding: "max_length",
+        max_length: 48,
+        truncation: true,
+      });
+      const text = await ort.InferenceSession.create(join(dest, "text_encoder/model.onnx"));
+      const cond = await text.run({ input_ids: encoded.input_ids as unknown as ort.Tensor });
+
+      const schedulerConfig = JSON.parse(readFileSync(join(dest, "scheduler/scheduler_config.json"), "utf8"));
+      const scheduler = createScheduler("ddim", schedulerConfig);
+      scheduler.setTimesteps(20);
+      const t = scheduler.timesteps[0];
+      const latent = Float32Array.from({ length: 256 }, (_, i) => Math.sin(i * 1.7));
+      const unet = await ort.InferenceSession.create(join(dest, "unet/model.onnx"));
+      const both = new Float32Array(512);
+      both.set(latent);
+      both.set(latent, 256);
+      const { out_sample } = await unet.run({
+        sample: new ort.Tensor("float32", both, [2, 4, 8, 8]),
+        timestep: new ort.Tensor("float32", Float32Array.from([t, t]), [2]),
+        encoder_hidden_states: cond.last_hidden_state,
+        text_embeds: cond.pooler_output,
+      });
+      const eps = out_sample.data as Float32Array;
+      const guided = latent.map((_, i) => eps[256 + i] + 5 * (eps[i] - eps[256 + i]));
+      const { prevSample, predOriginalSample } = scheduler.step(guided, t, latent);
+      expect(prevSample.every(Number.isFinite)).toBe(true);
+
+      const scale = JSON.parse(readFileSync(join(dest, "vae_decoder/config.json"), "utf8")).scaling_factor;
+      const decoder = await ort.InferenceSession.create(join(dest, "vae_decoder/model.onnx"));
+      const x0 = Float32Array.from(predOriginalSample ?? prevSample, (v) => v / scale);
+      const { sample } = await decoder.run({ latent_sample: new ort.Tensor("float32", x0, [1, 4, 8, 8]) });
+      expect([...sample.dims]).toEqual([1, 3, 64, 64]);
+      expect((sample.data as Float32Array).every(Number.isFinite)).toBe(true);
+    },
+    180_000,
+  );
+});

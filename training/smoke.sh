@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Smoke test of the diffusion training stack (CI): tiny configs train a few steps of every stage on a tiny
+# dataset exported by `atelier world export`, resume once, and export the result in the diffusers ONNX layout.
+#   training/smoke.sh DEST        (tests/fixtures/tiny-ldm was made by this script)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+dest=${1:?usage: training/smoke.sh DEST}
+py=${ATELIER_PYTHON:-/usr/bin/python3}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+node bin/atelier.js world export --split train --n 64 --seed 1 --out "$work/train" > /dev/null
+node bin/atelier.js world export --split val --n 16 --seed 2 --out "$work/val" > /dev/null
+args=(--threads 1 --config tiny --data "$work/train" --val "$work/val" --out "$work/run")
+"$py" training/vae.py "${args[@]}" --steps 4
+"$py" training/ldm.py "${args[@]}" --steps 3
+"$py" training/ldm.py "${args[@]}" --steps 6 --resume
+"$py" training/export.py --config tiny --out "$work/run" --dest "$dest" --fp16

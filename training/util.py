@@ -1,0 +1,120 @@
+"""Plumbing shared by the training stages: arguments, seeding, schedules, EMA, checkpoints, loss logs."""
+
+import argparse
+import copy
+import json
+import math
+import os
+import random
+
+import numpy as np
+import torch
+
+
+def parser(description, configs):
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--config", choices=sorted(configs), default="default")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--data", default="data/train", help="training split exported by `atelier world export`")
+    p.add_argument("--val", default="data/val", help="validation split")
+    p.add_argument("--out", default="training", help="holds checkpoints/, logs/ and cache/")
+    p.add_argument("--resume", action="store_true", help="continue from the stage's last checkpoint")
+    p.add_argument("--steps", type=int, help="override the config's number of training steps")
+    p.add_argument("--batch", type=int, help="override the config's batch size")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2, help="CPU threads (the machine has 2 shared cores)")
+    return p
+
+
+def setup(args, config):
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: this PyTorch sees no CUDA device")
+    torch.set_num_threads(args.threads)
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    for sub in ("checkpoints", "logs", "cache"):
+        os.makedirs(os.path.join(args.out, sub), exist_ok=True)
+    if args.steps is not None:
+        config["steps"] = args.steps
+    if args.batch is not None:
+        config["batch"] = args.batch
+    return torch.device(args.device)
+
+
+def lr_at(step, config):
+    """Linear warm-up, then cosine decay to 10% of the peak."""
+    peak, warmup, total = config["lr"], config["warmup"], config["steps"]
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+class EMA:
+    def __init__(self, model, decay):
+        self.model = copy.deepcopy(model).eval().requires_grad_(False)
+        self.decay = decay
+
+    @torch.no_grad()
+    def update(self, model, step):
+        # Warm-up of the decay so the average is not dominated by the random initialisation in short runs.
+        decay = min(self.decay, (1 + step) / (10 + step))
+        for e, p in zip(self.model.parameters(), model.parameters()):
+            e.lerp_(p, 1 - decay)
+
+
+def save_checkpoint(path, state):
+    tmp = path + ".tmp"
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def rng_state(gen):
+    return {"torch": torch.get_rng_state(), "numpy": gen.bit_generator.state, "python": random.getstate()}
+
+
+def set_rng_state(gen, state):
+    torch.set_rng_state(state["torch"])
+    gen.bit_generator.state = state["numpy"]
+    random.setstate(state["python"])
+
+
+class Log:
+    """Append-only JSONL log of training figures; on resume, entries after the checkpoint are dropped."""
+
+    def __init__(self, out, name, resume_step=None):
+        self.path = os.path.join(out, "logs", f"{name}.jsonl")
+        self.plot_path = os.path.join(out, "logs", f"{name}.png")
+        self.rows = []
+        if resume_step is not None and os.path.exists(self.path):
+            with open(self.path) as f:
+                self.rows = [r for r in map(json.loads, f) if r["step"] <= resume_step]
+        with open(self.path, "w") as f:
+            f.writelines(json.dumps(r) + "\n" for r in self.rows)
+
+    def write(self, **row):
+        self.rows.append(row)
+        with open(self.path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+        print(" ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()), flush=True)
+
+    def plot(self, keys, title):
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for key in keys:
+            pts = [(r["step"], r[key]) for r in self.rows if key in r]
+            if pts:
+                ax.plot(*zip(*pts), label=key)
+        ax.set_yscale("log")
+        ax.set_xlabel("step")
+        ax.set_title(title)
+        ax.legend()
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(self.plot_path, dpi=80)
+        plt.close(fig)

@@ -1,0 +1,208 @@
+"""KL-regularised autoencoder, 64×64×3 images ↔ 8×8×4 latents (f = 8 as in Stable Diffusion).
+
+The encoder outputs the posterior's mean‖logvar (8 channels); training decodes a posterior sample with an
+L1 + L2 + edge (finite-difference) reconstruction loss and a small KL term that keeps the latent space smooth.
+The latent scaling factor (1 / std of posterior samples on the training set) is measured at every checkpoint.
+
+    /usr/bin/python3 training/vae.py --data data/train --val data/val [--config tiny] [--resume] [--device cuda]
+"""
+
+import time
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from data import Shards, to_tensor
+from util import Log, lr_at, parser, rng_state, save_checkpoint, set_rng_state, setup
+
+CONFIGS = {
+    "default": dict(channels=(16, 32, 64, 96), latent=4, batch=32, steps=3000, lr=2e-3, warmup=100, beta=1e-5,
+                    edge=0.5, log_every=25, eval_every=250, n_eval=512),
+    "tiny": dict(channels=(8, 8, 8, 16), latent=4, batch=8, steps=20, lr=2e-3, warmup=5, beta=1e-5,
+                 edge=0.5, log_every=5, eval_every=10, n_eval=16),
+}  # fmt: skip
+ARCH_KEYS = ("channels", "latent")
+
+
+def norm(c):
+    return nn.GroupNorm(min(8, c // 2), c)
+
+
+class ResBlock(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.body = nn.Sequential(norm(c), nn.SiLU(), nn.Conv2d(c, c, 3, padding=1),
+                                  norm(c), nn.SiLU(), nn.Conv2d(c, c, 3, padding=1))  # fmt: skip
+
+    def forward(self, x):
+        return x + self.body(x)
+
+
+class Encoder(nn.Module):
+    """[B,3,64,64] in [-1,1] → [B,2·latent,8,8] (mean‖logvar)."""
+
+    def __init__(self, channels, latent):
+        super().__init__()
+        c0, c1, c2, c3 = channels
+        self.net = nn.Sequential(
+            nn.Conv2d(3, c0, 3, padding=1), ResBlock(c0),
+            nn.Conv2d(c0, c1, 3, stride=2, padding=1), ResBlock(c1),
+            nn.Conv2d(c1, c2, 3, stride=2, padding=1), ResBlock(c2),
+            nn.Conv2d(c2, c3, 3, stride=2, padding=1), ResBlock(c3), ResBlock(c3),
+            norm(c3), nn.SiLU(), nn.Conv2d(c3, 2 * latent, 3, padding=1),
+        )  # fmt: skip
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def up(cin, cout):
+    return nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(cin, cout, 3, padding=1))
+
+
+class Decoder(nn.Module):
+    """[B,latent,8,8] (unscaled latents) → [B,3,64,64], roughly in [-1,1]."""
+
+    def __init__(self, channels, latent):
+        super().__init__()
+        c0, c1, c2, c3 = channels
+        self.net = nn.Sequential(
+            nn.Conv2d(latent, c3, 3, padding=1), ResBlock(c3), ResBlock(c3),
+            up(c3, c2), ResBlock(c2),
+            up(c2, c1), ResBlock(c1),
+            up(c1, c0), ResBlock(c0),
+            norm(c0), nn.SiLU(), nn.Conv2d(c0, 3, 3, padding=1),
+        )  # fmt: skip
+
+    def forward(self, z):
+        return self.net(z)
+
+
+class VAE(nn.Module):
+    def __init__(self, channels, latent):
+        super().__init__()
+        self.encoder = Encoder(channels, latent)
+        self.decoder = Decoder(channels, latent)
+
+    def forward(self, x):
+        mean, logvar = self.encoder(x).chunk(2, dim=1)
+        logvar = logvar.clamp(-30, 20)
+        z = mean + torch.randn_like(mean) * (0.5 * logvar).exp()
+        return self.decoder(z), mean, logvar
+
+
+def load_vae(path, device="cpu"):
+    ckpt = torch.load(path, map_location="cpu")
+    model = VAE(**{k: ckpt["config"][k] for k in ARCH_KEYS})
+    model.load_state_dict(ckpt["model"])
+    return model.to(device).eval(), ckpt
+
+
+def losses(x, recon, mean, logvar, config):
+    rec = (recon - x).abs().mean() + (recon - x).pow(2).mean()
+    edge = sum((d(recon) - d(x)).abs().mean() for d in (lambda t: t.diff(dim=2), lambda t: t.diff(dim=3)))
+    kl = 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar).sum(dim=(1, 2, 3)).mean() / x[0].numel()
+    return rec + config["edge"] * edge + config["beta"] * kl, rec, kl
+
+
+@torch.no_grad()
+def evaluate(model, val, config, device):
+    """PSNR (dB, images in [0,1]) of mean-decoded reconstructions on the first n_eval validation images."""
+    model.eval()
+    mse, originals, recons = [], None, None
+    for i in range(0, min(config["n_eval"], len(val)), 64):
+        x = to_tensor(val.images_at(np.arange(i, min(i + 64, config["n_eval"], len(val)))), device)
+        r = model.decoder(model.encoder(x).chunk(2, dim=1)[0]).clamp(-1, 1)
+        mse.append(((r - x) / 2).pow(2).mean(dim=(1, 2, 3)).cpu())
+        if originals is None:
+            originals, recons = x[:8], r[:8]
+    model.train()
+    psnr = (-10 * torch.log10(torch.cat(mse).clamp_min(1e-10))).mean().item()
+    return psnr, torch.cat([originals, recons])
+
+
+@torch.no_grad()
+def scaling_factor(model, train, device, n=2048):
+    """1 / std of posterior samples on (a fixed subset of) the training set, as Stable Diffusion's 0.18215."""
+    model.eval()
+    idx = np.random.default_rng(1234).choice(len(train), min(n, len(train)), replace=False)
+    zs = []
+    for i in range(0, len(idx), 256):
+        mean, logvar = model.encoder(to_tensor(train.images_at(np.sort(idx[i : i + 256])), device)).chunk(2, 1)
+        zs.append(mean + torch.randn_like(mean) * (0.5 * logvar.clamp(-30, 20)).exp())
+    model.train()
+    return 1.0 / torch.cat(zs).std().item()
+
+
+def save_grid(images, path, rows):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x = ((images.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+    n, h, w, c = x.shape
+    cols = n // rows
+    plt.imsave(path, x.reshape(rows, cols, h, w, c).transpose(0, 2, 1, 3, 4).reshape(rows * h, cols * w, c))
+
+
+def main():
+    args = parser(__doc__.split("\n")[0], CONFIGS).parse_args()
+    config = dict(CONFIGS[args.config])
+    device = setup(args, config)
+    train, val = Shards(args.data), Shards(args.val)
+    model = VAE(**{k: config[k] for k in ARCH_KEYS}).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=config["lr"], weight_decay=0.0)
+    gen = np.random.default_rng(args.seed)
+    name = f"vae-{args.config}"
+    path = f"{args.out}/checkpoints/{name}.pt"
+    step, wall = 0, 0.0
+    if args.resume:
+        ckpt = torch.load(path, map_location="cpu")
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["opt"])
+        step, wall = ckpt["step"], ckpt["wall"]
+        set_rng_state(gen, ckpt["rng"])
+        print(f"resumed {path} at step {step}")
+    log = Log(args.out, name, step if args.resume else None)
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"{name}: {n_params / 1e6:.3f}M parameters, {len(train)} train / {len(val)} val images, {config}")
+
+    tick, acc = time.time(), []
+    while step < config["steps"]:
+        x = to_tensor(train.images_at(gen.integers(0, len(train), config["batch"])), device)
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, config)
+        recon, mean, logvar = model(x)
+        loss, rec, kl = losses(x, recon, mean, logvar, config)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        acc.append((loss.item(), rec.item(), kl.item()))
+        if step % config["log_every"] == 0 or step == config["steps"]:
+            now = time.time()
+            wall += now - tick
+            loss_m, rec_m, kl_m = np.mean(acc, axis=0)
+            log.write(step=step, loss=float(loss_m), rec=float(rec_m), kl=float(kl_m),
+                      lr=lr_at(step, config), s_per_step=(now - tick) / len(acc), wall=round(wall, 1))  # fmt: skip
+            tick, acc = now, []
+        if step % config["eval_every"] == 0 or step == config["steps"]:
+            psnr, grid = evaluate(model, val, config, device)
+            scale = scaling_factor(model, train, device)
+            log.write(step=step, val_psnr=psnr, scaling_factor=scale)
+            log.plot(["loss", "rec", "kl"], f"{name} (val PSNR {psnr:.2f} dB)")
+            save_grid(grid, f"{args.out}/logs/{name}-recon.png", rows=2)
+            wall += time.time() - tick
+            state = dict(config=config, model=model.state_dict(), opt=opt.state_dict(), step=step, wall=wall,
+                         rng=rng_state(gen), scaling_factor=scale, val_psnr=psnr, params=n_params,
+                         data=dict(split=train.index.get("split"), seed=train.index.get("seed"), n=len(train)), seed=args.seed)  # fmt: skip
+            save_checkpoint(path, state)
+            tick = time.time()
+
+
+if __name__ == "__main__":
+    main()
