@@ -63,6 +63,8 @@ export interface Timings {
   decode: number;
   /** Per denoising step, ms. */
   perStep: number[];
+  /** Time inside the denoiser calls, ms (denoise − unet is the loop's own overhead). */
+  unet: number;
 }
 
 export interface GenerateResult {
@@ -207,14 +209,15 @@ export interface LoopInput {
   afterStep?: (index: number, latents: Float32Array) => void;
 }
 
-/** Stage 5: the denoising loop. Returns per-step times (ms). */
-export async function denoiseLoop(input: LoopInput): Promise<number[]> {
+/** Stage 5: the denoising loop. Returns per-step times and the time spent inside the denoiser (ms). */
+export async function denoiseLoop(input: LoopInput): Promise<{ perStep: number[]; unet: number }> {
   const { scheduler, denoiser, timesteps, latents, guidance, guided, eta, generator } = input;
   const n = latents.length;
   const modelInput = new Float32Array(guided ? 2 * n : n);
   const guidedEps = guided ? new Float32Array(n) : null;
   const firstHalf = modelInput.subarray(0, n);
   const perStep: number[] = [];
+  let unet = 0;
   for (let i = 0; i < timesteps.length; i++) {
     throwIfAborted(input.signal);
     const started = performance.now();
@@ -228,7 +231,9 @@ export async function denoiseLoop(input: LoopInput): Promise<number[]> {
     } else {
       unetInput = scheduler.scaleModelInput(latents, t, modelInput);
     }
+    const unetStart = performance.now();
     const output = await denoiser.run(unetInput, t);
+    unet += performance.now() - unetStart;
     const eps = guidedEps ? applyGuidance(output, guidance, guidedEps) : output;
     scheduler.step(eps, t, latents, { eta, generator, out: latents });
     input.afterStep?.(i, latents);
@@ -236,7 +241,7 @@ export async function denoiseLoop(input: LoopInput): Promise<number[]> {
     input.onStep?.({ step: i, steps: timesteps.length, timestep: t, latents });
   }
   throwIfAborted(input.signal);
-  return perStep;
+  return { perStep, unet };
 }
 
 /** Stage 6: VAE decode, then [−1, 1] → 8-bit RGB like diffusers ((x/2 + 0.5) clamped, ×255, rounded). */

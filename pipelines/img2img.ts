@@ -67,7 +67,7 @@ export async function img2img(
 
   // 5. Denoising loop.
   const denoiseStart = performance.now();
-  const perStep = await denoiseLoop({
+  const { perStep, unet } = await denoiseLoop({
     scheduler,
     denoiser,
     timesteps,
@@ -89,6 +89,6 @@ export async function img2img(
     seeds: opts.seeds,
     scheduler: scheduler.name,
     timesteps,
-    timings: { encode, denoise, decode: since(decodeStart), perStep },
+    timings: { encode, denoise, decode: since(decodeStart), perStep, unet },
   };
 }

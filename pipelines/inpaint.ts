@@ -128,7 +128,7 @@ export async function inpaint(
     for (let k = 0; k < current.length; k++) if (m[k] === 0) current[k] = proper[k]!;
   };
   const denoiseStart = performance.now();
-  const perStep = await denoiseLoop({
+  const { perStep, unet } = await denoiseLoop({
     scheduler,
     denoiser,
     timesteps,
@@ -153,6 +153,6 @@ export async function inpaint(
     seeds: opts.seeds,
     scheduler: scheduler.name,
     timesteps,
-    timings: { encode, denoise, decode: since(decodeStart), perStep },
+    timings: { encode, denoise, decode: since(decodeStart), perStep, unet },
   };
 }

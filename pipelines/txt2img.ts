@@ -44,7 +44,7 @@ export async function txt2img(
 
   // 5. Denoising loop.
   const denoiseStart = performance.now();
-  const perStep = await denoiseLoop({
+  const { perStep, unet } = await denoiseLoop({
     scheduler,
     denoiser,
     timesteps,
@@ -66,7 +66,7 @@ export async function txt2img(
     seeds: opts.seeds,
     scheduler: scheduler.name,
     timesteps,
-    timings: { encode: 0, denoise, decode: since(decodeStart), perStep },
+    timings: { encode: 0, denoise, decode: since(decodeStart), perStep, unet },
   };
 }
 

@@ -437,6 +437,50 @@ export function indexForTimestep(timesteps: number[], t: number, fallbackToLast 
   return hits.length > 1 ? hits[1]! : hits[0]!;
 }
 
+interface NoiseTables {
+  betas: Float32Array;
+  alphasCumprod: Float32Array;
+  sigmas?: { train: Float32Array; log: Float32Array };
+}
+
+/** Tables depend only on the schedule keys; schedulers are created per request, so they are memoised. */
+const TABLE_CACHE = new Map<string, NoiseTables>();
+
+function noiseTables(config: Record<string, unknown>): NoiseTables {
+  const key = JSON.stringify(
+    [
+      "num_train_timesteps",
+      "beta_start",
+      "beta_end",
+      "beta_schedule",
+      "trained_betas",
+      "rescale_betas_zero_snr",
+    ].map((k) => config[k]),
+  );
+  let tables = TABLE_CACHE.get(key);
+  if (!tables) {
+    const betas = makeBetas(config);
+    tables = { betas, alphasCumprod: cumprodAlphas(betas) };
+    if (TABLE_CACHE.size >= 32) TABLE_CACHE.delete(TABLE_CACHE.keys().next().value!);
+    TABLE_CACHE.set(key, tables);
+  }
+  return tables;
+}
+
+/** Training σ and log σ for an ᾱ table (memoised with it). */
+export function sigmaTables(alphasCumprod: Float32Array): { train: Float32Array; log: Float32Array } {
+  for (const tables of TABLE_CACHE.values())
+    if (tables.alphasCumprod === alphasCumprod) {
+      if (!tables.sigmas) {
+        const train = trainingSigmas(alphasCumprod);
+        tables.sigmas = { train, log: logOf(train) };
+      }
+      return tables.sigmas;
+    }
+  const train = trainingSigmas(alphasCumprod);
+  return { train, log: logOf(train) };
+}
+
 /** Shared base: config, ᾱ table, timesteps, diffusers' step_index / begin_index bookkeeping. */
 export abstract class BaseScheduler {
   abstract readonly name: SchedulerName;
@@ -453,8 +497,9 @@ export abstract class BaseScheduler {
 
   constructor(config: Record<string, unknown>) {
     this.config = Object.freeze(config);
-    this.betas = makeBetas(config);
-    this.alphasCumprod = cumprodAlphas(this.betas);
+    const tables = noiseTables(config);
+    this.betas = tables.betas;
+    this.alphasCumprod = tables.alphasCumprod;
   }
 
   get numTrainTimesteps(): number {

@@ -21,7 +21,6 @@ import {
   interpIndex,
   type KeySpec,
   karrasSigmas,
-  logOf,
   npArange,
   npLinspace,
   num,
@@ -36,8 +35,8 @@ import {
   type StepResult,
   sameLength,
   scratch,
+  sigmaTables,
   sigmaToT,
-  trainingSigmas,
 } from "./common.ts";
 
 const KEYS: Record<string, KeySpec> = {
@@ -81,8 +80,9 @@ export class DPMSolverMultistepScheduler extends BaseScheduler implements Schedu
     if (resolved.use_karras_sigmas && resolved.use_exponential_sigmas)
       throw invalid("scheduler_config.use_exponential_sigmas", "cannot be combined with use_karras_sigmas");
     super(resolved);
-    this.trainSigmas = trainingSigmas(this.alphasCumprod);
-    this.logSigmas = logOf(this.trainSigmas);
+    const sigmas = sigmaTables(this.alphasCumprod);
+    this.trainSigmas = sigmas.train;
+    this.logSigmas = sigmas.log;
   }
 
   /** Last usable training timestep after clipping λ (matters for the cosine schedule only). */

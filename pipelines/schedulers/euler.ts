@@ -15,7 +15,6 @@ import {
   interpIndex,
   type KeySpec,
   karrasSigmas,
-  logOf,
   npArange,
   npLinspace,
   nullableNum,
@@ -29,8 +28,8 @@ import {
   type StepOptions,
   type StepResult,
   sameLength,
+  sigmaTables,
   sigmaToT,
-  trainingSigmas,
 } from "./common.ts";
 
 /** Float timesteps of the sigma schedulers (no rounding for "linspace", like diffusers' Euler family). */
@@ -60,8 +59,9 @@ export abstract class SigmaScheduler extends BaseScheduler {
 
   constructor(config: Record<string, unknown>) {
     super(config);
-    this.trainSigmas = trainingSigmas(this.alphasCumprod);
-    this.logSigmas = logOf(this.trainSigmas);
+    const sigmas = sigmaTables(this.alphasCumprod);
+    this.trainSigmas = sigmas.train;
+    this.logSigmas = sigmas.log;
     this.sigmas = Float32Array.from([...this.trainSigmas].reverse().concat([0]));
   }
 
