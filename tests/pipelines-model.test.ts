@@ -13,6 +13,7 @@ import { img2img } from "../pipelines/img2img.ts";
 import { inpaint } from "../pipelines/inpaint.ts";
 import { type DiffusionModel, loadDiffusionModel, verifyManifest } from "../pipelines/model-folder.ts";
 import { BatchNoise, STREAM } from "../pipelines/random.ts";
+import { schedulerNameForClass } from "../pipelines/schedulers/index.ts";
 import { encodePromptPair, txt2img } from "../pipelines/txt2img.ts";
 import { AtelierError } from "../src/errors.ts";
 import { buildModel, DT } from "./pipelines-onnx-builder.ts";
@@ -184,7 +185,10 @@ describe("the embedded tiny fixture", () => {
     try {
       const vae = JSON.parse(await readFile(join(FIXTURE, "vae_decoder", "config.json"), "utf8"));
       expect(model.scalingFactor).toBe(vae.scaling_factor);
-      expect(model.defaultScheduler).toBe("ddim");
+      const scheduler = JSON.parse(
+        await readFile(join(FIXTURE, "scheduler", "scheduler_config.json"), "utf8"),
+      );
+      expect(model.defaultScheduler).toBe(schedulerNameForClass(scheduler._class_name));
       expect([model.width, model.height, model.latentChannels, model.vaeScaleFactor]).toEqual([64, 64, 4, 8]);
       expect(model.usesPooled).toBe(true);
       const [prompt, empty] = await model.encodeText(["a red circle", ""]);

@@ -496,6 +496,38 @@ describe("configuration and errors", () => {
     expect(param(() => s.setTimesteps(1001)).param).toBe("steps");
   });
 
+  it("accepts SD-Turbo's Euler config: one trailing step from σ_max to 0", () => {
+    const turbo = {
+      _class_name: "EulerDiscreteScheduler",
+      _diffusers_version: "0.24.0.dev0",
+      beta_end: 0.012,
+      beta_schedule: "scaled_linear",
+      beta_start: 0.00085,
+      clip_sample: false,
+      interpolation_type: "linear",
+      num_train_timesteps: 1000,
+      prediction_type: "epsilon",
+      sample_max_value: 1.0,
+      set_alpha_to_one: false,
+      sigma_max: null,
+      sigma_min: null,
+      skip_prk_steps: true,
+      steps_offset: 1,
+      timestep_spacing: "trailing",
+      timestep_type: "discrete",
+      trained_betas: null,
+      use_karras_sigmas: false,
+    };
+    const s = createScheduler("euler", turbo);
+    s.setTimesteps(1);
+    expect(s.timesteps).toEqual([999]);
+    expect([...sigmaTables(s).sigmas]).toEqual([14.614645004272461, 0]);
+    expect(s.initNoiseSigma).toBe(14.614645004272461);
+    expect(() => createScheduler("euler", { ...turbo, interpolation_type: "log_linear" })).toThrow(
+      /interpolation_type/,
+    );
+  });
+
   it("accepts a real SD 1.5 scheduler_config.json (PNDM keys) for every scheduler", async () => {
     const dir = await import("node:fs/promises").then((fs) => fs.mkdtemp("/tmp/atelier-sched-"));
     const path = `${dir}/scheduler_config.json`;
