@@ -63,11 +63,20 @@ const PROFILE_AT = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9];
 
 type Rgb = [number, number, number];
 
-/** The unlit background colour of row y (sky is a vertical gradient sampled at pixel centres). */
-function backgroundRow(background: Background, y: number, height: number): Rgb {
+const rowCache = new Map<string, Rgb[]>();
+
+/** The unlit background colour of every row (sky is a vertical gradient sampled at pixel centres). */
+function backgroundRows(background: Background, height: number): Rgb[] {
+  const key = `${background}|${height}`;
+  const cached = rowCache.get(key);
+  if (cached) return cached;
   const { top, bottom } = BACKGROUND_RGB[background];
-  const t = (y + 0.5) / height;
-  return [0, 1, 2].map((c) => top[c]! + (bottom[c]! - top[c]!) * t) as Rgb;
+  const rows = Array.from({ length: height }, (_, y) => {
+    const t = (y + 0.5) / height;
+    return [0, 1, 2].map((c) => top[c]! + (bottom[c]! - top[c]!) * t) as Rgb;
+  });
+  rowCache.set(key, rows);
+  return rows;
 }
 
 function median(values: Float64Array): number {
@@ -88,7 +97,7 @@ function estimateBackground(image: RgbImage): { background: Background; lighting
   let bestCost = Number.POSITIVE_INFINITY;
   const errors = new Float64Array(border.length);
   for (const background of BACKGROUNDS) {
-    const rows = Array.from({ length: height }, (_, y) => backgroundRow(background, y, height));
+    const rows = backgroundRows(background, height);
     for (const lighting of LIGHTINGS) {
       const gain = LIGHTING_RGB[lighting];
       border.forEach((p, k) => {
@@ -228,19 +237,17 @@ interface Measured {
 function measure(
   pixels: number[],
   unlit: Float32Array,
+  distance: Float32Array,
   owner: Int32Array,
   id: number,
   background: Background,
   width: number,
   height: number,
 ): Measured {
-  const bgOf = (p: number) => backgroundRow(background, Math.floor(p / width), height);
-  const distance = (p: number) => {
-    const bg = bgOf(p);
-    return Math.hypot(unlit[p * 3]! - bg[0], unlit[p * 3 + 1]! - bg[1], unlit[p * 3 + 2]! - bg[2]);
-  };
+  const rows = backgroundRows(background, height);
+  const bgOf = (p: number) => rows[Math.floor(p / width)]!;
   // The most saturated third of the pixels (at least 3) stands for the pigment colour.
-  const byDistance = pixels.slice().sort((a, b) => distance(b) - distance(a));
+  const byDistance = pixels.slice().sort((a, b) => distance[b]! - distance[a]!);
   const coreCount = Math.min(byDistance.length, Math.max(3, Math.ceil(byDistance.length / 3)));
   const core: Rgb = [0, 0, 0];
   const coreBg: Rgb = [0, 0, 0];
@@ -437,7 +444,8 @@ function shapeTemplates(): Templates {
             const layout = {
               instances: [{ ...instance, cx: 32 + dx, cy: 32 + dy, radius: SIZE_RADIUS[size] }],
             };
-            const measured = measureImage(renderScene(scene, layout, samples.length)).measured;
+            const image = renderScene(scene, layout, samples.length);
+            const measured = measureImage(image, { background: "white", lighting: "daylight" }).measured;
             if (measured.length === 1) samples.push(measured[0]!.features);
           }
         }
@@ -487,20 +495,32 @@ export interface DetailedDetection extends Detection {
 }
 
 /** Background, lighting and the measured components of an image. */
-function measureImage(image: RgbImage): { background: Background; lighting: Lighting; measured: Measured[] } {
+function measureImage(
+  image: RgbImage,
+  known?: { background: Background; lighting: Lighting },
+): { background: Background; lighting: Lighting; measured: Measured[] } {
   const { width, height, data } = image;
-  const { background, lighting } = estimateBackground(image);
-  const gain = LIGHTING_RGB[lighting];
+  const { background, lighting } = known ?? estimateBackground(image);
+  const [gr, gg, gb] = LIGHTING_RGB[lighting];
   const unlit = new Float32Array(width * height * 3);
-  for (let p = 0; p < width * height; p++) {
-    for (let k = 0; k < 3; k++) unlit[p * 3 + k] = data[p * 3 + k]! / gain[k]!;
-  }
   const distance = new Float32Array(width * height);
-  for (let p = 0; p < width * height; p++) {
-    const bg = backgroundRow(background, Math.floor(p / width), height);
-    distance[p] = Math.hypot(unlit[p * 3]! - bg[0], unlit[p * 3 + 1]! - bg[1], unlit[p * 3 + 2]! - bg[2]);
+  const mask = new Uint8Array(width * height);
+  const rows = backgroundRows(background, height);
+  for (let y = 0; y < height; y++) {
+    const [br, bg, bb] = rows[y]!;
+    for (let x = 0; x < width; x++) {
+      const p = y * width + x;
+      const r = data[p * 3]! / gr;
+      const g = data[p * 3 + 1]! / gg;
+      const b = data[p * 3 + 2]! / gb;
+      unlit[p * 3] = r;
+      unlit[p * 3 + 1] = g;
+      unlit[p * 3 + 2] = b;
+      const d = Math.sqrt((r - br) ** 2 + (g - bg) ** 2 + (b - bb) ** 2);
+      distance[p] = d;
+      if (d > OBJECT_THRESHOLD) mask[p] = 1;
+    }
   }
-  const mask = Uint8Array.from(distance, (d) => (d > OBJECT_THRESHOLD ? 1 : 0));
   const found = splitTouching(components(mask, width, height), distance, width, height).filter(
     (pixels) => pixels.length >= MIN_PIXELS,
   );
@@ -508,7 +528,9 @@ function measureImage(image: RgbImage): { background: Background; lighting: Ligh
   found.forEach((pixels, id) => {
     for (const p of pixels) owner[p] = id;
   });
-  const measured = found.map((pixels, id) => measure(pixels, unlit, owner, id, background, width, height));
+  const measured = found.map((pixels, id) =>
+    measure(pixels, unlit, distance, owner, id, background, width, height),
+  );
   return { background, lighting, measured };
 }
 

@@ -149,7 +149,7 @@ export async function runEval(options: EvalOptions): Promise<Report> {
     writeFileSync(join(options.out, "report.md"), reportMarkdown(report));
     // Whole prompts per row: N images side by side, as many prompts as fit in about 16 tiles.
     const perRow = options.imagesPerPrompt * Math.max(1, Math.floor(16 / options.imagesPerPrompt));
-    const sheet = contactSheet(tiles, { columns: perRow, marks });
+    const sheet = contactSheet(tiles, { columns: Math.min(perRow, tiles.length), marks });
     writeFileSync(join(options.out, CONTACT_SHEET), encodePng(sheet));
   }
   return report;
