@@ -1,14 +1,19 @@
 /**
  * The oracle detector: recovers a shapes-world scene description from an image, analytically (known
- * background and lighting colours, the palette, connected components and shape features compared with the
- * ideal features of the world's unit shapes; no learned model), so it can judge images from any generator.
+ * background and lighting colours, the palette, connected components, hand-chosen shape features compared
+ * with the same features of template shapes drawn by the world's renderer; nothing is learned), so it
+ * can judge images from any generator.
  *
  * Pipeline: (1) background + lighting from the border pixels (sky is a vertical gradient), (2) undo the
- * lighting, (3) object pixels = far from the local background colour, 8-connected components, (4) colour of
- * a component = the palette colour that best explains its most saturated pixels as pigment laid over the
- * background, (5) per-pixel coverage α relative to that colour, holes filled (outline style), shape from
- * the filled coverage's fill ratio and row-width profile, size from its extent, (6) style voted over the
- * components (hollow → outline, wide soft edges → watercolor, hard edges → flat).
+ * lighting, (3) object pixels = far from the local background colour, 8-connected components (split where
+ * soft rims bridge two objects), (4) colour of a component = the palette colour that best explains its most
+ * saturated pixels as pigment laid over the background, (5) per-pixel coverage α relative to that colour,
+ * holes filled (outline style), then features: fill ratio, row-width and column-height profiles, hollowness,
+ * edge softness, pigment opacity; size from the extent, (6) the scene's style is the one whose templates
+ * explain all objects best together, (7) each shape is its nearest template of that style and size.
+ *
+ * It is exact on the world's renderings (see `atelier eval --detector-report`) and robust to pixel noise;
+ * strong blur makes flat shapes look like watercolor and small stars or crosses like diamonds.
  */
 import type { RgbImage } from "../pipelines/image.ts";
 import { SIZE_RADIUS } from "./layout.ts";
