@@ -11,6 +11,7 @@ import {
 } from "../../evals/harness.ts";
 import { readPromptFile } from "../../evals/language/prompt-file.ts";
 import { invalid } from "../errors.ts";
+import { registerGenerators } from "../generators/index.ts";
 
 export const usage = `atelier eval --prompts FILE --mode oracle|native|plan|agent [--images-per-prompt 4] [--seed 0] --out DIR
 atelier eval --detector-report [--n 2000] [--seed 0] [--out DIR]
@@ -77,6 +78,7 @@ export async function run(argv: string[]): Promise<number> {
   }
   const imagesPerPrompt = integer("images-per-prompt", values["images-per-prompt"], 4, 1);
   const prompts = readPromptFile(values.prompts);
+  registerGenerators();
   const generator = await createGenerator(mode as Mode, { models: values.models });
   try {
     const started = performance.now();

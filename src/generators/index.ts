@@ -1,0 +1,7 @@
+/** Plugs Atelier's generators into the eval harness's modes. */
+import { registerGenerator } from "../../evals/harness.ts";
+import { createNativeGenerator } from "./native.ts";
+
+export function registerGenerators(): void {
+  registerGenerator("native", createNativeGenerator);
+}
