@@ -3,6 +3,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { createGenerator } from "../evals/harness.ts";
 import { decodePng } from "../pipelines/image.ts";
 
 const atelier = (...args: string[]) =>
@@ -91,14 +92,20 @@ describe("atelier eval", () => {
     expect(unknown.stderr).toMatch(/line 1: expect\.objects\.0\.shape/);
   });
 
-  it("fails with a clear message and exit code 1 for modes whose generator does not exist yet", () => {
+  it("refuses an unknown mode (exit 2)", () => {
     const prompts = promptFile([JSON.stringify(PROMPTS[0])]);
-    const result = atelier("eval", "--prompts", prompts, "--mode", "native", "--out", tmpdir());
-    expect(result.status).toBe(1);
-    expect(result.stderr).toContain("mode native needs the embedded diffusion model: not available yet");
     const bad = atelier("eval", "--prompts", prompts, "--mode", "dream", "--out", tmpdir());
     expect(bad.status).toBe(2);
     expect(bad.stderr).toContain("mode: must be one of oracle, native, plan, agent");
+  });
+
+  it("a mode with no registered generator fails with a clear message and a server-side status (exit 1)", async () => {
+    // Nothing registers generators in this process (src/commands/eval.ts does, for the CLI).
+    const error = await createGenerator("agent").catch((e: unknown) => e);
+    expect(error).toMatchObject({
+      status: 501,
+      message: "mode agent needs the critique loop (planner, projection, diffusion): not available yet",
+    });
   });
 
   it("--detector-report prints accuracies and confusion tables", () => {
