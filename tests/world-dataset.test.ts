@@ -41,7 +41,15 @@ describe("dataset export", () => {
     for (const { images, records } of shards) {
       expect(images.length).toBe(records.length * IMAGE_BYTES);
       records.forEach((record, k) => {
-        expect(Object.keys(record).sort()).toEqual(["captions", "id", "layout", "plan", "request", "scene", "seed"]);
+        expect(Object.keys(record).sort()).toEqual([
+          "captions",
+          "id",
+          "layout",
+          "plan",
+          "request",
+          "scene",
+          "seed",
+        ]);
         ids.add(record.id);
         const scene = parseScene(record.scene);
         expect(sceneSplit(scene)).toBe("val");
