@@ -1,13 +1,18 @@
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
+import { planAccuracy } from "../../planner/accuracy.ts";
 import { Planner } from "../../planner/planner.ts";
 import { invalid } from "../errors.ts";
 
 export const usage = `atelier plan "request" [--model DIR] [--temperature T] [--top-p P] [--seed S] [--json]
+atelier plan --accuracy CORPUS.jsonl [--n N] [--model DIR]
 
 Plans an image for the request with the planner LLM (default: models/planner) under the plan grammar, and
 prints the plan text, the parsed plan as JSON and the number of tokens in the plan span.
-Sampling: --temperature > 0 samples (with --seed for repeatable output); the default is greedy.`;
+Sampling: --temperature > 0 samples (with --seed for repeatable output); the default is greedy.
+
+--accuracy answers the last user turn of each conversation of a chat corpus (\`atelier world chat\`) and
+prints the share of plans equal to the corpus's plan, per kind (request, edit, revision).`;
 
 function number(field: string, value: string | undefined, min: number, max: number): number | undefined {
   if (value === undefined) return undefined;
@@ -16,6 +21,34 @@ function number(field: string, value: string | undefined, min: number, max: numb
     throw invalid(field, `must be a number in [${min}, ${max}], got ${JSON.stringify(value)}`);
   }
   return parsed;
+}
+
+function modelDir(model: string | undefined): string {
+  return resolve(model ?? process.env.ATELIER_PLANNER ?? "models/planner");
+}
+
+async function runAccuracy(
+  corpus: string,
+  n: string | undefined,
+  model: string | undefined,
+): Promise<number> {
+  const limit = number("n", n, 1, Number.MAX_SAFE_INTEGER) ?? Number.POSITIVE_INFINITY;
+  const planner = await Planner.load(modelDir(model));
+  try {
+    const report = await planAccuracy(planner, corpus, limit);
+    for (const [kind, entry] of Object.entries(report.kinds)) {
+      console.log(`${kind.padEnd(9)} ${entry.accuracy.toFixed(4)}  (${entry.correct}/${entry.n})`);
+    }
+    console.log(`parsed ${report.parsed}/${report.total}; ${report.msPerPlan.toFixed(1)} ms per plan`);
+    for (const failure of report.failures.slice(0, 5)) {
+      console.log(
+        `✗ [${failure.kind}] ${failure.request}\n    expected ${failure.expected}\n    got      ${failure.got}`,
+      );
+    }
+  } finally {
+    await planner.dispose();
+  }
+  return 0;
 }
 
 export async function run(argv: string[]): Promise<number> {
@@ -28,9 +61,12 @@ export async function run(argv: string[]): Promise<number> {
       "top-p": { type: "string" },
       seed: { type: "string" },
       json: { type: "boolean" },
+      accuracy: { type: "string" },
+      n: { type: "string" },
     },
     strict: true,
   });
+  if (values.accuracy) return runAccuracy(values.accuracy, values.n, values.model);
   if (positionals.length !== 1) throw invalid("prompt", "give exactly one request (quote it)");
   const options = {
     temperature: number("temperature", values.temperature, 0, 5),
