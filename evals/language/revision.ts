@@ -86,11 +86,40 @@ function placementHolds(want: Placement, got: Placement, described: Scene, match
   );
 }
 
+/** What a failed check is about: a whole object (missing, extra), one of its fields, or a scene field. */
+export const FINDING_FIELDS = [
+  "missing",
+  "extra",
+  "shape",
+  "color",
+  "size",
+  "count",
+  "position",
+  "relation",
+  "style",
+  "background",
+  "lighting",
+] as const;
+export type FindingField = (typeof FINDING_FIELDS)[number];
+
+/** One failed check as data: `issues[k]` of a SceneDiff is `findings[k]` in words. */
+export interface Finding {
+  field: FindingField;
+  /** Index of the target group it concerns; for `extra`, of the described group that should not be there. */
+  object?: number;
+  /** What the plan asks for (null for an extra object). */
+  expected: string | number | null;
+  /** What the image shows (null for a missing object, or a placement the description leaves open). */
+  found: string | number | null;
+}
+
 export interface SceneDiff {
   /** Checks made (per target group: shape, colour, size, count, placement; one per extra group; 3 scene fields). */
   checks: number;
   /** The failed checks, as critique sentences, in a stable order. */
   issues: string[];
+  /** The same failed checks as structured data, in the same order. */
+  findings: Finding[];
 }
 
 const RELATION_PHRASE = {
@@ -121,49 +150,77 @@ function bare(group: Pick<ObjectGroup, "color" | "shape" | "count">): string {
 export function diffScenes(target: Scene, described: Scene): SceneDiff {
   const match = matchGroups(target, described);
   const issues: string[] = [];
+  const findings: Finding[] = [];
+  const fail = (finding: Finding, sentence: string) => {
+    findings.push(finding);
+    issues.push(sentence);
+  };
   let checks = 0;
   target.objects.forEach((t, i) => {
     checks += 5;
     const j = match[i]!;
     const name = referringPhrase(target, i);
     if (j < 0) {
-      issues.push(`${bare(t)} ${t.count === 1 ? "is" : "are"} missing`);
+      fail(
+        { field: "missing", object: i, expected: bare(t), found: null },
+        `${bare(t)} ${t.count === 1 ? "is" : "are"} missing`,
+      );
       return;
     }
     const d = described.objects[j]!;
     if (d.shape !== t.shape)
-      issues.push(
+      fail(
+        { field: "shape", object: i, expected: t.shape, found: d.shape },
         `the ${d.color} ${shapeWord(d.shape, d.count)} should be ${t.count === 1 ? `${article(t.shape)} ${t.shape}` : shapeWord(t.shape, t.count)}`,
       );
-    if (d.color !== t.color) issues.push(`${name} should be ${t.color}, not ${d.color}`);
-    if (d.size !== t.size) issues.push(`${name} should be ${t.size}, not ${d.size}`);
+    if (d.color !== t.color)
+      fail(
+        { field: "color", object: i, expected: t.color, found: d.color },
+        `${name} should be ${t.color}, not ${d.color}`,
+      );
+    if (d.size !== t.size)
+      fail(
+        { field: "size", object: i, expected: t.size, found: d.size },
+        `${name} should be ${t.size}, not ${d.size}`,
+      );
+    const count = { field: "count", object: i, expected: t.count, found: d.count } as const;
     if (d.count < t.count) {
       const k = t.count - d.count;
-      issues.push(`${numberWord(k)} ${shapeWord(t.shape, k)} ${k === 1 ? "is" : "are"} missing`);
+      fail(count, `${numberWord(k)} ${shapeWord(t.shape, k)} ${k === 1 ? "is" : "are"} missing`);
     } else if (d.count > t.count) {
       const k = d.count - t.count;
-      issues.push(`there ${k === 1 ? "is" : "are"} ${numberWord(k)} ${shapeWord(t.shape, k)} too many`);
+      fail(count, `there ${k === 1 ? "is" : "are"} ${numberWord(k)} ${shapeWord(t.shape, k)} too many`);
     }
     if (!placementHolds(t.placement, d.placement, described, match)) {
-      const was = d.placement.kind === "free" ? "" : `, not ${placementPhrase(d.placement, described)}`;
-      issues.push(`${name} should be ${placementPhrase(t.placement, target)}${was}`);
+      const found = d.placement.kind === "free" ? null : placementPhrase(d.placement, described);
+      fail(
+        {
+          field: t.placement.kind === "relation" ? "relation" : "position",
+          object: i,
+          expected: placementPhrase(t.placement, target),
+          found,
+        },
+        `${name} should be ${placementPhrase(t.placement, target)}${found === null ? "" : `, not ${found}`}`,
+      );
     }
   });
   described.objects.forEach((d, j) => {
     if (match.includes(j)) return;
     checks += 1;
-    issues.push(`there should be no ${d.color} ${shapeWord(d.shape, d.count)}`);
+    fail(
+      { field: "extra", object: j, expected: null, found: bare(d) },
+      `there should be no ${d.color} ${shapeWord(d.shape, d.count)}`,
+    );
   });
   checks += 3;
-  if (described.style !== target.style)
-    issues.push(`the style should be ${target.style}, not ${described.style}`);
-  if (described.background !== target.background) {
-    issues.push(`the background should be ${target.background}, not ${described.background}`);
+  for (const field of ["style", "background", "lighting"] as const) {
+    if (described[field] !== target[field])
+      fail(
+        { field, expected: target[field], found: described[field] },
+        `the ${field} should be ${target[field]}, not ${described[field]}`,
+      );
   }
-  if (described.lighting !== target.lighting) {
-    issues.push(`the lighting should be ${target.lighting}, not ${described.lighting}`);
-  }
-  return { checks, issues };
+  return { checks, issues, findings };
 }
 
 /** Share of checks that hold, in [0, 1]; 1 when the description agrees with the target in every field. */
