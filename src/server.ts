@@ -1,5 +1,8 @@
 import { Hono } from "hono";
 import { AtelierError } from "./errors.ts";
+import { ApiKeys } from "./service/auth.ts";
+import { type ApiEnv, registerRoutes } from "./service/routes.ts";
+import type { AtelierService } from "./service/service.ts";
 import { VERSION } from "./version.ts";
 
 /** What the server knows about each model set it serves: loaded, or missing with the reason. */
@@ -7,33 +10,97 @@ export type ModelStatus = { status: "loaded"; path: string } | { status: "missin
 
 export interface AppOptions {
   models: () => Record<string, ModelStatus>;
+  /** The service behind /v1 (without it the app only answers /health). */
+  service?: AtelierService;
+  /** Bearer keys; none = open. */
+  keys?: ApiKeys;
+  /** Base of the URLs the API hands out (default: the request's origin). */
+  publicUrl?: string;
+}
+
+/** OpenAI's error types by status. */
+function errorType(status: number): string {
+  if (status === 429) return "requests";
+  return status >= 500 ? "server_error" : "invalid_request_error";
+}
+
+/** Any error as OpenAI's `{error: {message, type, param, code}}` with its status (unknown errors: 500). */
+export function errorResponse(error: unknown): {
+  status: number;
+  body: unknown;
+  headers: Record<string, string>;
+} {
+  if (error instanceof AtelierError) {
+    // 499 is the pipelines' "cancelled"; over HTTP a cancelled job is a conflict with the request.
+    const status = error.status === 499 ? 409 : error.status;
+    const retryAfter = (error as AtelierError & { retryAfter?: number }).retryAfter;
+    return {
+      status,
+      body: {
+        error: { message: error.message, type: errorType(status), param: error.param, code: error.code },
+      },
+      headers: retryAfter ? { "retry-after": String(retryAfter) } : {},
+    };
+  }
+  console.error(error);
+  return {
+    status: 500,
+    body: { error: { message: "internal error", type: "server_error", param: null, code: "internal" } },
+    headers: {},
+  };
 }
 
 /** Builds the HTTP application; the caller decides how to listen (node server, tests). */
-export function createApp(options: AppOptions): Hono {
-  const app = new Hono();
+export function createApp(options: AppOptions): Hono<ApiEnv> {
+  const app = new Hono<ApiEnv>();
+  const service = options.service;
 
-  app.get("/health", (c) => c.json({ status: "ok", version: VERSION, models: options.models() }));
+  if (service) {
+    app.use("*", async (c, next) => {
+      const started = performance.now();
+      await next();
+      const labels = { method: c.req.method, route: c.req.routePath, status: String(c.res.status) };
+      service.metrics.requests.inc(labels);
+      service.metrics.requestSeconds.observe((performance.now() - started) / 1000, { route: labels.route });
+    });
+  }
+
+  app.get("/health", (c) =>
+    c.json({
+      status: "ok",
+      version: VERSION,
+      models: options.models(),
+      ...(service
+        ? {
+            engine: service.engine?.info ?? { problem: service.engineProblem },
+            queue: service.queue.stats(),
+          }
+        : {}),
+    }),
+  );
+
+  if (service) registerRoutes(app, service, options.keys ?? new ApiKeys([]), options.publicUrl);
+
+  app.notFound((c) =>
+    c.json(
+      {
+        error: {
+          message: `no route ${c.req.method} ${new URL(c.req.url).pathname}`,
+          type: "invalid_request_error",
+          param: null,
+          code: "unknown_route",
+        },
+      },
+      404,
+    ),
+  );
 
   app.onError((error, c) => {
-    if (error instanceof AtelierError) {
-      return c.json(
-        {
-          error: {
-            message: error.message,
-            type: "invalid_request_error",
-            param: error.param,
-            code: error.code,
-          },
-        },
-        error.status as 400,
-      );
-    }
-    console.error(error);
-    return c.json(
-      { error: { message: "internal error", type: "server_error", param: null, code: "internal" } },
-      500,
-    );
+    const { status, body, headers } = errorResponse(error);
+    const code = (body as { error: { code: string } }).error.code;
+    service?.metrics.errors.inc({ code });
+    for (const [name, value] of Object.entries(headers)) c.header(name, value);
+    return c.json(body, status as 400);
   });
 
   return app;

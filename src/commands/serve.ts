@@ -1,44 +1,61 @@
-import { existsSync } from "node:fs";
-import { resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { serve } from "@hono/node-server";
-import { createApp, type ModelStatus } from "../server.ts";
+import { invalid } from "../errors.ts";
+import { configFromEnv, startServer } from "../service/start.ts";
 
-export const usage = `atelier serve [--port N] [--host H]
+export const usage = `atelier serve [--port N] [--host H] [--models DIR] [--data DIR] [--concurrency N] [--queue N]
 
-Starts the HTTP service (default port: $PORT or 8787, host 127.0.0.1).`;
-
-const EMBEDDED_MODELS = ["ldm", "planner", "projection"] as const;
-
-function embeddedModelStatus(root: string): Record<string, ModelStatus> {
-  const models: Record<string, ModelStatus> = {};
-  for (const name of EMBEDDED_MODELS) {
-    const path = resolve(root, name);
-    models[name] = existsSync(path)
-      ? { status: "loaded", path }
-      : { status: "missing", reason: `no folder ${path}` };
-  }
-  return models;
-}
+Starts the HTTP service: agent API, edit sessions, OpenAI-compatible image endpoints, /docs.
+  --port N         port (default: $PORT or 8787; 0 = any free port)
+  --host H         interface (default: $HOST or 127.0.0.1)
+  --models DIR     embedded model folders ldm/, planner/ (default: $ATELIER_MODELS or models)
+  --data DIR       database and images (default: $ATELIER_DATA or .atelier)
+  --concurrency N  jobs run at once (default: $ATELIER_CONCURRENCY or 1)
+  --queue N        jobs that may wait; more get 429 (default: $ATELIER_QUEUE or 32)
+Environment: ATELIER_API_KEYS (comma-separated bearer keys; unset = open), ATELIER_LDM, ATELIER_PLANNER,
+ATELIER_JOB_TIMEOUT_MS (300000), ATELIER_SHUTDOWN_GRACE_MS (10000), ATELIER_THREADS, ATELIER_PUBLIC_URL.`;
 
 export async function run(argv: string[]): Promise<number> {
   const { values } = parseArgs({
     args: argv,
-    options: { port: { type: "string" }, host: { type: "string" }, models: { type: "string" } },
+    options: {
+      port: { type: "string" },
+      host: { type: "string" },
+      models: { type: "string" },
+      data: { type: "string" },
+      concurrency: { type: "string" },
+      queue: { type: "string" },
+    },
     strict: true,
   });
-  const port = Number(values.port ?? process.env.PORT ?? 8787);
-  const host = values.host ?? process.env.HOST ?? "127.0.0.1";
-  const modelsRoot = resolve(values.models ?? process.env.ATELIER_MODELS ?? "models");
-  const models = embeddedModelStatus(modelsRoot);
-  const app = createApp({ models: () => models });
-  const server = serve({ fetch: app.fetch, port, hostname: host }, (info) => {
-    console.log(`atelier listening on http://${host}:${info.port}`);
+  const count = (name: string, value: string | undefined, min: number) => {
+    if (value === undefined) return undefined;
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < min) throw invalid(name, `must be an integer ≥ ${min}, got "${value}"`);
+    return n;
+  };
+  const config = configFromEnv({
+    ...process.env,
+    ...(values.models ? { ATELIER_MODELS: values.models } : {}),
+    ...(values.data ? { ATELIER_DATA: values.data } : {}),
+    ...(values.host ? { HOST: values.host } : {}),
   });
+  config.port = count("port", values.port, 0) ?? config.port;
+  config.concurrency = count("concurrency", values.concurrency, 1) ?? config.concurrency;
+  config.capacity = count("queue", values.queue, 0) ?? config.capacity;
+
+  const server = await startServer(config);
+  const engine = server.service.engine?.info.name ?? `no engine (${server.service.engineProblem})`;
+  console.log(`atelier listening on ${server.url} (${engine}; data in ${config.dataDir})`);
   await new Promise<void>((done) => {
-    const stop = () => server.close(() => done());
-    process.once("SIGINT", stop);
-    process.once("SIGTERM", stop);
+    const stop = (signal: string) => {
+      console.log(`atelier: ${signal}, shutting down`);
+      server.close().then(done, (error: unknown) => {
+        console.error(error);
+        done();
+      });
+    };
+    process.once("SIGINT", () => stop("SIGINT"));
+    process.once("SIGTERM", () => stop("SIGTERM"));
   });
   return 0;
 }

@@ -1,0 +1,128 @@
+/**
+ * What the service asks of an image engine. The HTTP layer, the job queue and storage only see this
+ * interface, so the critique-loop agent (issue 8) replaces the first engine without touching the service.
+ *
+ * Engines report progress through `onEvent`; the service adds `queued`, `done` and `error` itself (they
+ * belong to the job, not to the engine), numbers the events, stores them and streams them to clients.
+ */
+import type { Mask, RgbImage } from "../../pipelines/image.ts";
+
+/** Generation settings shared by fresh generations and edits (already validated by the routes). */
+export interface Settings {
+  /** uint32; image i uses seed + i. Absent: a random seed, reported back. */
+  seed?: number;
+  steps?: number;
+  guidance?: number;
+  sampler?: string;
+  /** Maximum critique rounds (engines without a critic run one). */
+  rounds?: number;
+  negative?: string;
+  /** Images to make, 1..4. */
+  n?: number;
+  /** Attach a PNG preview (base64) to every step event. */
+  preview?: boolean;
+}
+
+export interface GenerateRequest extends Settings {
+  /** Exactly one of prompt and plan: a request in words, or a plan in the plan format. */
+  prompt?: string;
+  plan?: string;
+}
+
+/** Progress an engine reports; `step` is 1-based. */
+export type EngineEvent =
+  | { type: "planning"; round: number }
+  | { type: "plan"; round: number; plan: string; caption?: string }
+  | { type: "step"; round: number; step: number; steps: number; preview?: string }
+  | { type: "describing"; round: number }
+  | { type: "critique"; round: number; agreement: number; critique: string }
+  | { type: "revised"; round: number; plan: string };
+
+export type EngineEventType = EngineEvent["type"];
+
+export interface RunContext {
+  onEvent: (event: EngineEvent) => void;
+  signal: AbortSignal;
+}
+
+/** One round of the generate → describe → critique → revise loop. */
+export interface TraceRound {
+  round: number;
+  /** The plan the round rendered (null for engines without a planner: the prompt went to the text encoder). */
+  plan: string | null;
+  /** The text the denoiser's text encoder saw, when the engine conditions through one. */
+  caption?: string;
+  /** txt2img, img2img or inpaint. */
+  mode: "txt2img" | "img2img" | "inpaint";
+  seeds: number[];
+  settings: { steps: number; guidance: number; sampler: string; strength?: number };
+  images: RgbImage[];
+  /** Set by engines with a critic. */
+  critique?: { agreement: number; text: string; data?: unknown } | null;
+  timings: Record<string, number>;
+}
+
+export interface GenerateResult {
+  /** The plan behind each image (what OpenAI clients receive as revised_prompt). */
+  plans: (string | null)[];
+  images: RgbImage[];
+  seeds: number[];
+  trace: TraceRound[];
+  /** Milliseconds per stage, plus `total`. */
+  timings: Record<string, number>;
+}
+
+/** One earlier turn of a session, as the engine needs it. */
+export interface SessionTurn {
+  role: "user" | "assistant";
+  text: string;
+  /** Assistant turns: the plan their image was made from. */
+  plan?: string | null;
+}
+
+/** What an edit starts from: the conversation so far and the session's current image. */
+export interface SessionState {
+  history: SessionTurn[];
+  image: RgbImage | null;
+  /** Seed and sampler of the current image (an edit keeps them unless told otherwise). */
+  seed: number | null;
+  sampler: string | null;
+  plan: string | null;
+}
+
+export interface EditMessage {
+  text: string;
+  /** Replaces the session's current image as the starting point. */
+  image?: RgbImage;
+  /** 255 = repaint, 0 = keep; the size of the starting image. */
+  mask?: Mask;
+}
+
+export interface EditSettings extends Settings {
+  /** img2img strength in (0, 1]. */
+  strength?: number;
+}
+
+export interface EngineInfo {
+  name: string;
+  /** Output sizes the engine makes, e.g. [{width: 64, height: 64}]. */
+  sizes: { width: number; height: number }[];
+  samplers: string[];
+  defaultSampler: string;
+  /** Whether the engine re-describes and critiques its images (rounds > 1 do something). */
+  critique: boolean;
+  /** Whether a planner LLM writes the plans. */
+  planner: boolean;
+}
+
+export interface Engine {
+  readonly info: EngineInfo;
+  generate(request: GenerateRequest, context: RunContext): Promise<GenerateResult>;
+  edit(
+    state: SessionState,
+    message: EditMessage,
+    settings: EditSettings,
+    context: RunContext,
+  ): Promise<GenerateResult>;
+  dispose(): Promise<void>;
+}
