@@ -198,6 +198,34 @@ describe("agent API: generations", () => {
   });
 });
 
+describe("synchronous requests", () => {
+  it("cancel their job when the client goes away", async () => {
+    const session = await post("/v1/sessions", {});
+    const client = new AbortController();
+    const request = fetch(`${base}/v1/sessions/${session.body.id}/messages`, {
+      ...json({ text: "a star", steps: 100, preview: true }),
+      signal: client.signal,
+    }).catch((error: Error) => error.name);
+    const until = async (check: () => boolean) => {
+      for (let i = 0; i < 400 && !check(); i++) await new Promise((r) => setTimeout(r, 25));
+      expect(check()).toBe(true);
+    };
+    await until(() => server.service.queue.stats().running === 1);
+    client.abort();
+    expect(await request).toBe("AbortError");
+    const status = () =>
+      (
+        server.service.store.db
+          .prepare("SELECT status FROM generations WHERE session_id = ?")
+          .get(session.body.id) as {
+          status: string;
+        }
+      ).status;
+    await until(() => status() === "cancelled");
+    expect((await (await fetch(`${base}/v1/sessions/${session.body.id}`)).json()).messages).toEqual([]);
+  });
+});
+
 describe("agent API: an edit session", () => {
   it("makes an image, then three edits, keeping seed and history; a masked edit changes only the mask", async () => {
     const session = await post("/v1/sessions", { title: "shapes" });

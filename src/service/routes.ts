@@ -6,6 +6,7 @@
 import type { Context, Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { streamSSE } from "hono/streaming";
+import { parsePlan } from "../../evals/language/plan.ts";
 import { flattenAlpha, type Mask, type RgbImage } from "../../pipelines/image.ts";
 import { AtelierError, invalid } from "../errors.ts";
 import { type ApiKeys, unauthorized } from "./auth.ts";
@@ -149,6 +150,8 @@ export function registerRoutes(
   app.post("/v1/generations", limit(SMALL_BODY), async (c) => {
     const who = owner(c);
     const body = parseInput(GenerationRequest, await readJson(c));
+    // A plan that does not parse is the request's fault: refuse it now rather than fail the job later.
+    if (body.plan !== undefined) parsePlan(body.plan);
     const { id } = await service.startGeneration(who, "generate", body);
     return c.json({ id, object: "generation", status: "queued" }, 202);
   });
