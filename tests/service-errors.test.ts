@@ -44,9 +44,12 @@ interface Case {
   request: () => [string, RequestInit?];
 }
 
-const gen = (body: unknown, headers = A): [string, RequestInit] => ["/v1/generations", json(body, headers)];
+const gen = (body: unknown, headers: Record<string, string> = A): [string, RequestInit] => [
+  "/v1/generations",
+  json(body, headers),
+];
 const oai = (body: unknown): [string, RequestInit] => ["/v1/images/generations", json(body, A)];
-const message = (body: unknown, headers = A): [string, RequestInit] => [
+const message = (body: unknown, headers: Record<string, string> = A): [string, RequestInit] => [
   `/v1/sessions/${owned.session}/messages`,
   json(body, headers),
 ];
@@ -54,7 +57,10 @@ const b64 = (bytes: Uint8Array) => Buffer.from(bytes).toString("base64");
 
 function form(fields: Record<string, string | Blob>): RequestInit {
   const body = new FormData();
-  for (const [k, v] of Object.entries(fields)) body.append(k, v, ...(v instanceof Blob ? ["f.png"] : []));
+  for (const [k, v] of Object.entries(fields)) {
+    if (typeof v === "string") body.append(k, v);
+    else body.append(k, v, "f.png");
+  }
   return { method: "POST", headers: A, body };
 }
 const pngBlob = (bytes: Uint8Array) => new Blob([new Uint8Array(bytes)], { type: "image/png" });
