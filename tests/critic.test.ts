@@ -80,11 +80,7 @@ describe("critic", () => {
     ],
     [
       "wrong position",
-      described([
-        { ...star, placement: { kind: "grid", position: "center" } },
-        circles,
-        squareAt("right"),
-      ]),
+      described([{ ...star, placement: { kind: "grid", position: "center" } }, circles, squareAt("right")]),
       { field: "position", object: 0, expected: "at the top left", found: "in the center" },
     ],
     [
