@@ -1,7 +1,9 @@
 /** Plugs Atelier's generators into the eval harness's modes. */
 import { registerGenerator } from "../../evals/harness.ts";
 import { createNativeGenerator } from "./native.ts";
+import { createPlanGenerator } from "./plan.ts";
 
 export function registerGenerators(): void {
   registerGenerator("native", createNativeGenerator);
+  registerGenerator("plan", createPlanGenerator);
 }
