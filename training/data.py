@@ -53,6 +53,11 @@ class Shards:
     def captions(self):
         return [r["captions"] for r in self.records]
 
+    def texts(self):
+        """Every text that describes each image: its captions and, when the record has one, its chat request
+        (the request's synonyms — "tiny", "higher than" — are the words users and eval prompts use)."""
+        return [r["captions"] + ([r["request"]] if r.get("request") else []) for r in self.records]
+
     def plans(self):
         return [r["plan"] for r in self.records]
 

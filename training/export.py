@@ -11,10 +11,14 @@ data seed, steps and wall time per stage, and an `eval` object for figures measu
     /usr/bin/python3 training/export.py --config default --dest models/ldm [--fp16]
 """
 
+import os
+
+# Idle OpenMP threads must sleep, not spin: on 2 cores shared with other jobs, spinning made a step 40× slower.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import argparse
 import datetime
 import json
-import os
 
 import numpy as np
 import onnx

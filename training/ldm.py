@@ -15,6 +15,11 @@ AdamW, linear warm-up + cosine decay, gradient clipping at 1.0, EMA of the weigh
     /usr/bin/python3 training/ldm.py --data data/train --val data/val [--vae training/checkpoints/vae-default.pt]
 """
 
+import os
+
+# Idle OpenMP threads must sleep, not spin: on 2 cores shared with other jobs, spinning made a step 40× slower.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import math
 import time
 
@@ -30,11 +35,11 @@ from vae import load_vae, save_grid
 CONFIGS = {
     "default": dict(max_length=48, d_cond=128, text_layers=3, text_heads=4, channels=(64, 128), blocks=1,
                     heads=4, d_emb=256, num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
-                    snr_gamma=5.0, cond_drop=0.12, batch=64, steps=4000, lr=6e-4, warmup=300,
+                    snr_gamma=5.0, cond_drop=0.12, unk_drop=0.03, batch=64, steps=4000, lr=6e-4, warmup=300,
                     weight_decay=0.01, ema=0.999, log_every=50, eval_every=500, n_eval=512, guidance=5.0),
     "tiny": dict(max_length=48, d_cond=32, text_layers=1, text_heads=2, channels=(16, 32), blocks=1,
                  heads=2, d_emb=64, num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
-                 snr_gamma=5.0, cond_drop=0.12, batch=8, steps=20, lr=1e-3, warmup=5,
+                 snr_gamma=5.0, cond_drop=0.12, unk_drop=0.03, batch=8, steps=20, lr=1e-3, warmup=5,
                  weight_decay=0.01, ema=0.99, log_every=5, eval_every=10, n_eval=16, guidance=5.0),
 }  # fmt: skip
 
@@ -112,7 +117,7 @@ class TextEncoder(nn.Module):
 
 
 def norm(c):
-    return nn.GroupNorm(min(32, c // 4), c)
+    return nn.GroupNorm(math.gcd(32, c), c)
 
 
 class ResBlock(nn.Module):
@@ -251,17 +256,21 @@ def sample(model, tok, captions, config, scale, decoder, steps=20, seed=0):
 
 
 class Captions:
-    """Every caption of every image tokenized once; `pick` draws one caption per image (or the empty one)."""
+    """Every text of every image tokenized once; `pick` draws one text per image, replaced by the empty text
+    (the CFG null) with probability `drop`, and with each word replaced by [UNK] with probability `unk` so
+    that words the tokenizer does not know are ignored rather than derail the conditioning."""
 
     def __init__(self, shards, tok):
-        caps = shards.captions()
-        self.count = np.array([len(c) for c in caps])
+        texts = shards.texts()
+        self.count = np.array([len(t) for t in texts])
         self.start = np.concatenate([[0], np.cumsum(self.count)[:-1]])
-        self.ids = tok.encode([c for cs in caps for c in cs])
+        self.ids = tok.encode([t for ts in texts for t in ts])
         self.empty = tok.encode([""])[0]
+        self.pad_id, self.unk_id = tok.pad_id, tok.unk_id
 
-    def pick(self, idx, gen, drop):
+    def pick(self, idx, gen, drop, unk):
         ids = self.ids[self.start[idx] + (gen.random(len(idx)) * self.count[idx]).astype(np.int64)]
+        ids[(ids != self.pad_id) & (gen.random(ids.shape) < unk)] = self.unk_id
         ids[gen.random(len(idx)) < drop] = self.empty
         return ids
 
@@ -282,7 +291,7 @@ def main():
     if resume:
         tok = WordTokenizer(resume["tokenizer"]["vocab"], resume["tokenizer"]["max_length"])
     else:
-        tok = WordTokenizer.build([c for cs in train.captions() for c in cs], config["max_length"])
+        tok = WordTokenizer.build([t for ts in train.texts() for t in ts], config["max_length"])
     train_lat = latent_cache(train, vae.encoder, vae_path, args.out, device)
     val_lat = latent_cache(val, vae.encoder, vae_path, args.out, device)
     train_caps, val_caps = Captions(train, tok), Captions(val, tok)
@@ -341,7 +350,7 @@ def main():
     while step < config["steps"]:
         idx = np.sort(gen.integers(0, len(train), config["batch"]))
         z = latents(train_lat, idx, g_noise)
-        ids = train_caps.pick(idx, gen, config["cond_drop"])
+        ids = train_caps.pick(idx, gen, config["cond_drop"], config["unk_drop"])
         t = torch.randint(0, config["num_train_timesteps"], (len(idx),), generator=g_noise).to(device)
         noise = torch.randn(z.shape, generator=g_noise).to(device)
         for group in opt.param_groups:

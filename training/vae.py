@@ -7,6 +7,11 @@ The latent scaling factor (1 / std of posterior samples on the training set) is 
     /usr/bin/python3 training/vae.py --data data/train --val data/val [--config tiny] [--resume] [--device cuda]
 """
 
+import os
+
+# Idle OpenMP threads must sleep, not spin: on 2 cores shared with other jobs, spinning made a step 40× slower.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import time
 
 import numpy as np
@@ -18,23 +23,22 @@ from data import Shards, to_tensor
 from util import Log, lr_at, parser, rng_state, save_checkpoint, set_rng_state, setup
 
 CONFIGS = {
-    "default": dict(channels=(16, 32, 64, 96), latent=4, batch=32, steps=3000, lr=2e-3, warmup=100, beta=1e-5,
-                    edge=0.5, log_every=25, eval_every=250, n_eval=512),
-    "tiny": dict(channels=(8, 8, 8, 16), latent=4, batch=8, steps=20, lr=2e-3, warmup=5, beta=1e-5,
+    "default": dict(channels=(32, 64, 96), latent=4, batch=32, crop=32, steps=8000, lr=2e-3, warmup=100,
+                    beta=1e-5, edge=0.5, log_every=50, eval_every=500, n_eval=512),
+    "tiny": dict(channels=(8, 8, 16), latent=4, batch=8, crop=32, steps=20, lr=2e-3, warmup=5, beta=1e-5,
                  edge=0.5, log_every=5, eval_every=10, n_eval=16),
 }  # fmt: skip
 ARCH_KEYS = ("channels", "latent")
 
 
-def norm(c):
-    return nn.GroupNorm(min(8, c // 2), c)
-
-
 class ResBlock(nn.Module):
+    """No normalisation anywhere (as in TAESD): the network is local, with no statistics over the image, so
+    training on crops is training on full images; in a 400-step comparison it also learned fastest
+    (val PSNR 24.6 dB vs 22.9 dB with GroupNorm)."""
+
     def __init__(self, c):
         super().__init__()
-        self.body = nn.Sequential(norm(c), nn.SiLU(), nn.Conv2d(c, c, 3, padding=1),
-                                  norm(c), nn.SiLU(), nn.Conv2d(c, c, 3, padding=1))  # fmt: skip
+        self.body = nn.Sequential(nn.SiLU(), nn.Conv2d(c, c, 3, padding=1), nn.SiLU(), nn.Conv2d(c, c, 3, padding=1))
 
     def forward(self, x):
         return x + self.body(x)
@@ -45,13 +49,13 @@ class Encoder(nn.Module):
 
     def __init__(self, channels, latent):
         super().__init__()
-        c0, c1, c2, c3 = channels
+        c1, c2, c3 = channels
+        # Space-to-depth instead of convolutions at full resolution: the 64×64 level would cost the most.
         self.net = nn.Sequential(
-            nn.Conv2d(3, c0, 3, padding=1), ResBlock(c0),
-            nn.Conv2d(c0, c1, 3, stride=2, padding=1), ResBlock(c1),
+            nn.PixelUnshuffle(2), nn.Conv2d(12, c1, 3, padding=1), ResBlock(c1),
             nn.Conv2d(c1, c2, 3, stride=2, padding=1), ResBlock(c2),
             nn.Conv2d(c2, c3, 3, stride=2, padding=1), ResBlock(c3), ResBlock(c3),
-            norm(c3), nn.SiLU(), nn.Conv2d(c3, 2 * latent, 3, padding=1),
+            nn.SiLU(), nn.Conv2d(c3, 2 * latent, 3, padding=1),
         )  # fmt: skip
 
     def forward(self, x):
@@ -67,13 +71,12 @@ class Decoder(nn.Module):
 
     def __init__(self, channels, latent):
         super().__init__()
-        c0, c1, c2, c3 = channels
+        c1, c2, c3 = channels
         self.net = nn.Sequential(
             nn.Conv2d(latent, c3, 3, padding=1), ResBlock(c3), ResBlock(c3),
             up(c3, c2), ResBlock(c2),
-            up(c2, c1), ResBlock(c1),
-            up(c1, c0), ResBlock(c0),
-            norm(c0), nn.SiLU(), nn.Conv2d(c0, 3, 3, padding=1),
+            up(c2, c1), ResBlock(c1), ResBlock(c1),
+            nn.SiLU(), nn.Conv2d(c1, 12, 3, padding=1), nn.PixelShuffle(2),
         )  # fmt: skip
 
     def forward(self, z):
@@ -124,7 +127,7 @@ def evaluate(model, val, config, device):
 
 
 @torch.no_grad()
-def scaling_factor(model, train, device, n=2048):
+def scaling_factor(model, train, device, n=1024):
     """1 / std of posterior samples on (a fixed subset of) the training set, as Stable Diffusion's 0.18215."""
     model.eval()
     idx = np.random.default_rng(1234).choice(len(train), min(n, len(train)), replace=False)
@@ -172,7 +175,10 @@ def main():
 
     tick, acc = time.time(), []
     while step < config["steps"]:
-        x = to_tensor(train.images_at(gen.integers(0, len(train), config["batch"])), device)
+        # One crop window per batch, on the latent grid (multiples of 8 px), so crops tile like full images.
+        oy, ox = gen.integers(0, (64 - config["crop"]) // 8 + 1, 2) * 8
+        images = train.images_at(np.sort(gen.integers(0, len(train), config["batch"])))
+        x = to_tensor(images[:, oy : oy + config["crop"], ox : ox + config["crop"]], device)
         for g in opt.param_groups:
             g["lr"] = lr_at(step, config)
         recon, mean, logvar = model(x)
