@@ -100,19 +100,6 @@ export function registerRoutes(
   const cancelOnDisconnect = (c: Context, id: string) => {
     c.req.raw.signal?.addEventListener("abort", () => service.queue.cancel(id, "the client disconnected"));
   };
-  /** A synchronous job's failure as the HTTP error (a cancelled job is a 409). */
-  const outcome = async (done: Promise<GenerationRow>) => {
-    try {
-      return await done;
-    } catch (error) {
-      if (error instanceof AtelierError) {
-        const status = error.status === 499 ? 409 : error.status;
-        throw new AtelierError(error.message, { status, code: error.code, param: error.param });
-      }
-      throw error;
-    }
-  };
-
   // Agent API: generations.
 
   const generationView = (c: Context, row: GenerationRow) => {
@@ -234,7 +221,8 @@ export function registerRoutes(
     const who = owner(c);
     const body = parseInput(SessionCreate, await readJson(c, {}));
     const session = service.createSession(who, body.title ?? null);
-    return c.json({ ...session, owner: undefined, object: "session", messages: [] }, 201);
+    const { id, title, created_at } = session;
+    return c.json({ id, object: "session", title, created_at, messages: [] }, 201);
   });
 
   app.get("/v1/sessions/:id", (c) => {
@@ -284,7 +272,7 @@ export function registerRoutes(
       session.id,
     );
     cancelOnDisconnect(c, id);
-    await outcome(done);
+    await done;
     const reply = service
       .messages(session.id)
       .findLast((m) => m.generation_id === id && m.role === "assistant")!;
@@ -331,9 +319,10 @@ export function registerRoutes(
     const { id, done } = await service.startGeneration(who, "openai_generate", {
       prompt: body.prompt,
       n: body.n ?? 1,
+      user: body.user,
     });
     cancelOnDisconnect(c, id);
-    return c.json(openAiResponse(c, await outcome(done), body.response_format, body.prompt));
+    return c.json(openAiResponse(c, await done, body.response_format, body.prompt));
   });
 
   app.post("/v1/images/edits", limit(EDIT_BODY), async (c) => {
@@ -381,11 +370,12 @@ export function registerRoutes(
     const { id, done } = await service.startGeneration(who, "openai_edit", {
       text: body.prompt,
       n: body.n ?? 1,
+      user: body.user,
       image_id: imageId,
       mask_id: maskId,
     });
     cancelOnDisconnect(c, id);
-    return c.json(openAiResponse(c, await outcome(done), body.response_format, body.prompt));
+    return c.json(openAiResponse(c, await done, body.response_format, body.prompt));
   });
 
   // Operations.
