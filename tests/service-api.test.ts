@@ -149,7 +149,13 @@ describe("agent API: generations", () => {
     expect(record.seeds).toEqual([11]);
     expect(record.plans[0]).toBe(done.plans[0]);
     expect(record.trace).toHaveLength(1);
-    expect(record.trace[0]).toMatchObject({ round: 1, mode: "txt2img", seeds: [11], settings: { steps: 3 } });
+    expect(record.trace[0]).toMatchObject({
+      round: 1,
+      mode: "txt2img",
+      conditioning: "projection",
+      seeds: [11],
+      settings: { steps: 3 },
+    });
     expect(record.timings.total).toBeGreaterThan(0);
   });
 

@@ -16,7 +16,8 @@ let base: string;
 let owned: { session: string; image: string; imageUrl: string; generation: string };
 
 beforeAll(async () => {
-  server = await startTestServer({ ATELIER_API_KEYS: "key-a, key-b" });
+  // Without a projection folder: this server renders plans through the text encoder (the caption path).
+  server = await startTestServer({ ATELIER_API_KEYS: "key-a, key-b" }, { projection: false });
   base = server.url;
   const session = await getJson(`${base}/v1/sessions`, json({}, A));
   const reply = await getJson(
@@ -359,10 +360,13 @@ describe("bad input", () => {
   });
 
   it("keeps serving: health, a generation and key A's own data still work", async () => {
-    expect((await fetch(`${base}/health`)).status).toBe(200);
+    const health = await getJson(`${base}/health`);
+    expect(health.body.engine.name).toBe("planner+text-encoder");
     const made = await getJson(`${base}/v1/images/generations`, json({ prompt: "a star" }, A));
     expect(made.status).toBe(200);
     expect(made.body.data).toHaveLength(1);
+    const generation = await getJson(`${base}/v1/generations/${owned.generation}`, { headers: A });
+    expect(generation.body.trace[0].conditioning).toBe("text_encoder");
     const session = await getJson(`${base}/v1/sessions/${owned.session}`, { headers: A });
     expect(session.body.messages).toHaveLength(2);
     expect((await fetch(`${base}/v1/images/${owned.image}`, { headers: A })).status).toBe(200);

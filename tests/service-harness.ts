@@ -11,11 +11,15 @@ import { PNG } from "pngjs";
 import { createImage, decodePng, encodePng, type RgbImage } from "../pipelines/image.ts";
 import { configFromEnv, type RunningServer, startServer } from "../src/service/start.ts";
 
-/** A models root (ldm/, planner/) over the committed tiny fixtures, as ATELIER_MODELS expects it. */
-export function fixtureModels(): string {
+/**
+ * A models root over the committed tiny fixtures, as ATELIER_MODELS expects it: ldm/, planner/ and, unless
+ * left out (the caption path through the text encoder), projection/.
+ */
+export function fixtureModels(projection = true): string {
   const root = mkdtempSync(join(tmpdir(), "atelier-models-"));
   symlinkSync(resolve("tests/fixtures/tiny-ldm"), join(root, "ldm"));
   symlinkSync(resolve("tests/fixtures/tiny-planner"), join(root, "planner"));
+  if (projection) symlinkSync(resolve("tests/fixtures/tiny-projection"), join(root, "projection"));
   return root;
 }
 
@@ -31,8 +35,9 @@ export function removeDir(dir: string): void {
 
 export async function startTestServer(
   env: Record<string, string> = {},
+  options: { projection?: boolean } = {},
 ): Promise<RunningServer & { dataDir: string; models: string }> {
-  const models = fixtureModels();
+  const models = fixtureModels(options.projection ?? true);
   const dataDir = env.ATELIER_DATA ?? tempDataDir();
   const config = configFromEnv({
     PORT: "0",

@@ -7,11 +7,12 @@ export const usage = `atelier serve [--port N] [--host H] [--models DIR] [--data
 Starts the HTTP service: agent API, edit sessions, OpenAI-compatible image endpoints, /docs.
   --port N         port (default: $PORT or 8787; 0 = any free port)
   --host H         interface (default: $HOST or 127.0.0.1)
-  --models DIR     embedded model folders ldm/, planner/ (default: $ATELIER_MODELS or models)
+  --models DIR     model folders ldm/, planner/, projection/ (default: $ATELIER_MODELS or models)
   --data DIR       database and images (default: $ATELIER_DATA or .atelier)
   --concurrency N  jobs run at once (default: $ATELIER_CONCURRENCY or 1)
   --queue N        jobs that may wait; more get 429 (default: $ATELIER_QUEUE or 32)
 Environment: ATELIER_API_KEYS (comma-separated bearer keys; unset = open), ATELIER_LDM, ATELIER_PLANNER,
+ATELIER_PROJECTION,
 ATELIER_JOB_TIMEOUT_MS (300000), ATELIER_SHUTDOWN_GRACE_MS (10000), ATELIER_THREADS, ATELIER_PUBLIC_URL.`;
 
 export async function run(argv: string[]): Promise<number> {

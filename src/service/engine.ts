@@ -50,8 +50,10 @@ export interface TraceRound {
   round: number;
   /** The plan the round rendered (null for engines without a planner: the prompt went to the text encoder). */
   plan: string | null;
-  /** The text the denoiser's text encoder saw, when the engine conditions through one. */
+  /** The plan's scene in words (what the text encoder saw on the caption path). */
   caption?: string;
+  /** How the plan became conditioning. */
+  conditioning?: "projection" | "text_encoder";
   /** txt2img, img2img or inpaint. */
   mode: "txt2img" | "img2img" | "inpaint";
   seeds: number[];

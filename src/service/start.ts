@@ -20,9 +20,10 @@ export interface ServiceConfig {
   host: string;
   /** Root of the embedded model folders (ldm/, planner/, projection/). */
   modelsRoot: string;
-  /** Override folders (default: modelsRoot/ldm, modelsRoot/planner). */
+  /** Override folders (default: modelsRoot/ldm, modelsRoot/planner, modelsRoot/projection). */
   ldm?: string;
   planner?: string;
+  projection?: string;
   dataDir: string;
   apiKeys: string[];
   concurrency: number;
@@ -50,6 +51,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ServiceConf
     modelsRoot: resolve(env.ATELIER_MODELS ?? "models"),
     ldm: env.ATELIER_LDM,
     planner: env.ATELIER_PLANNER,
+    projection: env.ATELIER_PROJECTION,
     dataDir: resolve(env.ATELIER_DATA ?? ".atelier"),
     apiKeys: (env.ATELIER_API_KEYS ?? "").split(",").filter((k) => k.trim()),
     concurrency: Math.max(1, int("ATELIER_CONCURRENCY", 1)),
@@ -75,10 +77,11 @@ function folderStatus(path: string): ModelStatus {
 export async function startServer(config: ServiceConfig): Promise<RunningServer> {
   const ldm = resolve(config.ldm ?? resolve(config.modelsRoot, "ldm"));
   const planner = resolve(config.planner ?? resolve(config.modelsRoot, "planner"));
+  const projection = resolve(config.projection ?? resolve(config.modelsRoot, "projection"));
   const models: Record<string, ModelStatus> = {
     ldm: folderStatus(ldm),
     planner: folderStatus(planner),
-    projection: folderStatus(resolve(config.modelsRoot, "projection")),
+    projection: folderStatus(projection),
   };
   let engine: Engine | null = null;
   let engineProblem: string | undefined;
@@ -87,6 +90,7 @@ export async function startServer(config: ServiceConfig): Promise<RunningServer>
       engine = await NativeEngine.load({
         ldm,
         planner: existsSync(planner) ? planner : null,
+        projection: existsSync(projection) ? projection : null,
         threads: config.threads,
       });
     } catch (error) {
