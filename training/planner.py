@@ -35,9 +35,10 @@ CONFIGS = {
                     intermediate_size=256, steps=1800, batch=32, lr=2e-3),
 }
 MAX_LEN = 320
-# Share of user words replaced by [UNK] in training, so that words never seen in training (other phrasings)
-# meet a trained [UNK] embedding and the model leans on the words it knows.
-WORD_DROPOUT = 0.06
+# Shares of user words replaced by [UNK], and of [UNK]s inserted before user words, in training: words
+# never seen in training (other phrasings) then meet a trained [UNK] and the model leans on the words it knows.
+WORD_DROPOUT = 0.1
+UNK_INSERTION = 0.08
 
 
 # ---------------------------------------------------------------- tokenizer (HF tokenizer.json, WordLevel)
@@ -207,6 +208,22 @@ def model_config(name, vocab_size):
 
 
 # ---------------------------------------------------------------- training
+def augment(tokens, loss_mask, generator, unk):
+    """Unknown-word robustness: user words become [UNK] (WORD_DROPOUT) and stray [UNK]s are inserted
+    (UNK_INSERTION), as unseen phrasing would produce; plan tokens (learned targets) are never touched."""
+    out_ids, out_mask = [], []
+    draws = torch.rand(len(tokens), 2, generator=generator).tolist()
+    first_word = len(SPECIAL) + len(PLAN_TOKENS)
+    for token, learn, (drop, insert) in zip(tokens, loss_mask, draws):
+        user_word = not learn and token >= first_word
+        if user_word and insert < UNK_INSERTION:
+            out_ids.append(unk)
+            out_mask.append(0)
+        out_ids.append(unk if user_word and drop < WORD_DROPOUT else token)
+        out_mask.append(learn)
+    return out_ids[:MAX_LEN], out_mask[:MAX_LEN]
+
+
 def batches(encoded, batch, generator, unk):
     while True:
         order = torch.randperm(len(encoded), generator=generator).tolist()
@@ -215,16 +232,13 @@ def batches(encoded, batch, generator, unk):
         order = [i for s in range(0, len(order), pool) for i in sorted(order[s:s + pool], key=lambda i: len(encoded[i][0]))]
         starts = list(range(0, len(order) - batch + 1, batch))
         for start in (starts[j] for j in torch.randperm(len(starts), generator=generator).tolist()):
-            chunk = [encoded[i] for i in order[start:start + batch]]
+            chunk = [augment(*encoded[i], generator, unk) for i in order[start:start + batch]]
             width = max(len(ids) for ids, _ in chunk)
             ids = torch.zeros(batch, width, dtype=torch.long)
             mask = torch.zeros(batch, width, dtype=torch.long)
             learn = torch.zeros(batch, width)
             for row, (tokens, loss_mask) in enumerate(chunk):
-                tokens = torch.tensor(tokens)
-                learn_row = torch.tensor(loss_mask, dtype=torch.bool)
-                drop = (torch.rand(len(tokens), generator=generator) < WORD_DROPOUT) & ~learn_row & (tokens >= len(SPECIAL) + len(PLAN_TOKENS))
-                ids[row, :len(tokens)] = tokens.masked_fill(drop, unk)
+                ids[row, :len(tokens)] = torch.tensor(tokens)
                 mask[row, :len(tokens)] = 1
                 learn[row, :len(tokens)] = torch.tensor(loss_mask, dtype=torch.float)
             yield ids, mask, learn
