@@ -3,4 +3,7 @@ export * from "../pipelines/index.ts";
 export { type ChatMessage, checkPromptText, Planner, type PlanResult } from "../planner/planner.ts";
 export { AtelierError } from "./errors.ts";
 export { type AppOptions, createApp } from "./server.ts";
+export type { Engine, EngineEvent, GenerateRequest, SessionState } from "./service/engine.ts";
+export { AtelierService } from "./service/service.ts";
+export { configFromEnv, type ServiceConfig, startServer } from "./service/start.ts";
 export { VERSION } from "./version.ts";
