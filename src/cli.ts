@@ -11,6 +11,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   world: () => import("./commands/world.ts"),
   eval: () => import("./commands/eval.ts"),
   plan: () => import("./commands/plan.ts"),
+  bench: () => import("./commands/bench.ts"),
   train: () => import("./commands/train.ts"),
 };
 

@@ -1,0 +1,44 @@
+import { availableParallelism } from "node:os";
+import { resolve } from "node:path";
+import { parseArgs } from "node:util";
+import { benchText, runBench } from "../bench.ts";
+import { DEFAULTS } from "../defaults.ts";
+import { invalid } from "../errors.ts";
+
+export const usage = `atelier bench [--runs 20] [--steps ${DEFAULTS.steps}] [--threads N] [--models models] [--prompt "…"] [--json]
+
+Profiles single-pass generations stage by stage (planning, hidden states, projection, denoiser calls, the
+loop around them, pipeline setup, VAE decode): p50/p95 over --runs, each stage's share, images/s, peak RSS
+and the ONNX Runtime settings. --threads: intra-op threads of the diffusion sessions (default: all cores).`;
+
+function positive(field: string, value: string | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1)
+    throw invalid(field, `must be a positive integer, got ${JSON.stringify(value)}`);
+  return n;
+}
+
+export async function run(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      runs: { type: "string" },
+      steps: { type: "string" },
+      threads: { type: "string" },
+      models: { type: "string" },
+      prompt: { type: "string" },
+      json: { type: "boolean" },
+    },
+    strict: true,
+  });
+  const report = await runBench({
+    models: resolve(values.models ?? process.env.ATELIER_MODELS ?? "models"),
+    runs: positive("runs", values.runs, 20),
+    steps: positive("steps", values.steps, DEFAULTS.steps),
+    threads: positive("threads", values.threads, availableParallelism()),
+    prompt: values.prompt ?? "three yellow stars above a blue square on a black background",
+  });
+  console.log(values.json ? JSON.stringify(report, null, 2) : benchText(report));
+  return 0;
+}
