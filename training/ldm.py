@@ -327,7 +327,7 @@ def main():
 
     def latents(lat, idx, g):
         mean, logvar = torch.from_numpy(np.asarray(lat[idx])).to(device).chunk(2, dim=1)
-        return (mean + torch.randn(mean.shape, generator=g).to(device) * (0.5 * logvar.clamp(-30, 20)).exp()) * scale
+        return (mean + torch.randn(mean.shape, generator=g).to(device) * (0.5 * logvar).exp()) * scale
 
     def loss_on(net, z, ids, t, noise):
         a = ac[t][:, None, None, None]

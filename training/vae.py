@@ -23,9 +23,9 @@ from data import Shards, to_tensor
 from util import Log, lr_at, parser, rng_state, save_checkpoint, set_rng_state, setup
 
 CONFIGS = {
-    "default": dict(channels=(32, 64, 96), latent=4, batch=32, crop=32, steps=8000, lr=2e-3, warmup=100,
+    "default": dict(channels=(32, 64, 96), latent=4, batch=32, crop=32, full_from=0.6, steps=8000, lr=1e-3, warmup=200,
                     beta=1e-5, edge=0.5, log_every=50, eval_every=500, n_eval=512),
-    "tiny": dict(channels=(8, 8, 16), latent=4, batch=8, crop=32, steps=20, lr=2e-3, warmup=5, beta=1e-5,
+    "tiny": dict(channels=(8, 8, 16), latent=4, batch=8, crop=32, full_from=0.6, steps=20, lr=2e-3, warmup=5, beta=1e-5,
                  edge=0.5, log_every=5, eval_every=10, n_eval=16),
 }  # fmt: skip
 ARCH_KEYS = ("channels", "latent")
@@ -45,7 +45,9 @@ class ResBlock(nn.Module):
 
 
 class Encoder(nn.Module):
-    """[B,3,64,64] in [-1,1] → [B,2·latent,8,8] (mean‖logvar)."""
+    """[B,3,64,64] in [-1,1] → [B,2·latent,8,8] (mean‖logvar). The mean is soft-bounded to ±5: with no
+    normalisation and a tiny KL weight, nothing else stops the encoder from inflating the latents to beat the
+    posterior noise, and an unbounded run diverged that way (latent std 470, then collapse)."""
 
     def __init__(self, channels, latent):
         super().__init__()
@@ -59,7 +61,8 @@ class Encoder(nn.Module):
         )  # fmt: skip
 
     def forward(self, x):
-        return self.net(x)
+        mean, logvar = self.net(x).chunk(2, dim=1)
+        return torch.cat([5 * torch.tanh(mean / 5), logvar.clamp(-30, 20)], dim=1)
 
 
 def up(cin, cout):
@@ -91,7 +94,6 @@ class VAE(nn.Module):
 
     def forward(self, x):
         mean, logvar = self.encoder(x).chunk(2, dim=1)
-        logvar = logvar.clamp(-30, 20)
         z = mean + torch.randn_like(mean) * (0.5 * logvar).exp()
         return self.decoder(z), mean, logvar
 
@@ -134,7 +136,7 @@ def scaling_factor(model, train, device, n=1024):
     zs = []
     for i in range(0, len(idx), 256):
         mean, logvar = model.encoder(to_tensor(train.images_at(np.sort(idx[i : i + 256])), device)).chunk(2, 1)
-        zs.append(mean + torch.randn_like(mean) * (0.5 * logvar.clamp(-30, 20)).exp())
+        zs.append(mean + torch.randn_like(mean) * (0.5 * logvar).exp())
     model.train()
     return 1.0 / torch.cat(zs).std().item()
 
@@ -175,10 +177,15 @@ def main():
 
     tick, acc = time.time(), []
     while step < config["steps"]:
-        # One crop window per batch, on the latent grid (multiples of 8 px), so crops tile like full images.
-        oy, ox = gen.integers(0, (64 - config["crop"]) // 8 + 1, 2) * 8
-        images = train.images_at(np.sort(gen.integers(0, len(train), config["batch"])))
-        x = to_tensor(images[:, oy : oy + config["crop"], ox : ox + config["crop"]], device)
+        # One crop window per batch, on the latent grid (multiples of 8 px). The receptive field is wider than
+        # a crop, so from `full_from` on the batch is full images (same pixels per step); without that the
+        # encoder extrapolated on full images (logvar +20 over large gray areas).
+        full = step >= config["full_from"] * config["steps"]
+        crop = 64 if full else config["crop"]
+        batch = config["batch"] * config["crop"] ** 2 // 64**2 if full else config["batch"]
+        oy, ox = gen.integers(0, (64 - crop) // 8 + 1, 2) * 8
+        images = train.images_at(np.sort(gen.integers(0, len(train), batch)))
+        x = to_tensor(images[:, oy : oy + crop, ox : ox + crop], device)
         for g in opt.param_groups:
             g["lr"] = lr_at(step, config)
         recon, mean, logvar = model(x)
