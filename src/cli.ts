@@ -13,6 +13,9 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   plan: () => import("./commands/plan.ts"),
   bench: () => import("./commands/bench.ts"),
   train: () => import("./commands/train.ts"),
+  generate: () => import("./commands/generate.ts"),
+  chat: () => import("./commands/chat.ts"),
+  mcp: () => import("./commands/mcp.ts"),
 };
 
 const topUsage = `atelier <command> [options]

@@ -1,9 +1,12 @@
+import { join } from "node:path";
 import { Hono } from "hono";
 import { AtelierError } from "./errors.ts";
+import { registerMcpRoute } from "./mcp/http.ts";
 import { ApiKeys } from "./service/auth.ts";
 import { type ApiEnv, registerRoutes } from "./service/routes.ts";
 import type { AtelierService } from "./service/service.ts";
 import { VERSION } from "./version.ts";
+import { registerWebRoutes } from "./web/routes.ts";
 
 /** What the server knows about each model set it serves: loaded, or missing with the reason. */
 export type ModelStatus = { status: "loaded"; path: string } | { status: "missing"; reason: string };
@@ -16,6 +19,8 @@ export interface AppOptions {
   keys?: ApiKeys;
   /** Base of the URLs the API hands out (default: the request's origin). */
   publicUrl?: string;
+  /** Describer model folder for MCP describe_image (default: $ATELIER_DESCRIBER or <models>/describer). */
+  describer?: string | null;
 }
 
 /** OpenAI's error types by status. */
@@ -79,7 +84,16 @@ export function createApp(options: AppOptions): Hono<ApiEnv> {
     }),
   );
 
-  if (service) registerRoutes(app, service, options.keys ?? new ApiKeys([]), options.publicUrl);
+  if (service) {
+    const keys = options.keys ?? new ApiKeys([]);
+    registerRoutes(app, service, keys, options.publicUrl);
+    const describer =
+      options.describer !== undefined
+        ? options.describer
+        : (process.env.ATELIER_DESCRIBER ?? join(process.env.ATELIER_MODELS ?? "models", "describer"));
+    registerMcpRoute(app, { keys, describer, publicUrl: options.publicUrl });
+    registerWebRoutes(app);
+  }
 
   app.notFound((c) =>
     c.json(

@@ -79,7 +79,7 @@ export const ROUTES: RouteDoc[] = [
     method: "post",
     path: "/v1/sessions/{id}/messages",
     summary:
-      "Send a message: the first makes an image, later ones edit it (img2img from the last image with its seed, or inpainting inside a mask). Answers with the assistant's message.",
+      "Send a message: the first makes an image, later ones edit it (img2img from the last image with its seed, or inpainting inside a mask). Answers with the assistant's message; with `Prefer: respond-async`, answers 202 with the generation's id at once (follow its events).",
     body: { schema: SessionMessage, type: "application/json" },
     ok: { status: 200, schema: Message },
   },

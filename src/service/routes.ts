@@ -271,6 +271,9 @@ export function registerRoutes(
       { ...settings, image_id: uploads[0], mask_id: uploads[1] },
       session.id,
     );
+    // `Prefer: respond-async` (RFC 7240): answer at once so the client can follow the generation's events.
+    if (/\brespond-async\b/i.test(c.req.header("prefer") ?? ""))
+      return c.json({ id, object: "generation", status: "queued", session_id: session.id }, 202);
     cancelOnDisconnect(c, id);
     await done;
     const reply = service

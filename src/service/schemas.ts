@@ -80,6 +80,7 @@ export const SessionMessage = z.strictObject({
   steps: Steps.optional(),
   guidance: Guidance.optional(),
   sampler: Sampler.optional(),
+  rounds: Rounds.optional(),
   negative: Negative.optional(),
   strength: Strength.optional(),
   preview: z.boolean().optional(),
