@@ -30,12 +30,15 @@ from vae import Encoder
 
 
 def _weights(model):
-    """Initializer arrays by the name the graph's nodes use (a float16 initializer → the Cast's output)."""
+    """Initializer arrays by the name the graph's nodes use: a float16 initializer is read through its Cast,
+    and torch.onnx replaces initializers equal to another (e.g. zero-initialised biases) by an Identity."""
     arrays = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
-    for node in model.graph.node:
-        if node.op_type == "Cast" and node.input[0] in arrays:
-            arrays[node.output[0]] = arrays[node.input[0]].astype(np.float32)
-    slots = {(node.name, i): x for node in model.graph.node if node.op_type != "Cast"
+    plumbing = [n for n in model.graph.node if n.op_type in ("Cast", "Identity")]
+    for _ in range(3):
+        for node in plumbing:
+            if node.input[0] in arrays:
+                arrays[node.output[0]] = arrays[node.input[0]].astype(np.float32)
+    slots = {(node.name, i): x for node in model.graph.node if node.op_type not in ("Cast", "Identity")
              for i, x in enumerate(node.input) if x in arrays}  # fmt: skip
     return arrays, slots
 
