@@ -17,12 +17,10 @@ const DIR = "tests/fixtures/tiny-projection";
 const PLANNER = "tests/fixtures/tiny-planner";
 const LDM = "tests/fixtures/tiny-ldm";
 type Summary = { dims: number[]; head: number[] };
-const reference = JSON.parse(readFileSync(join(DIR, "reference.json"), "utf8")) as {
-  request: string;
-  plan: string;
-  outputs: Record<string, Summary>;
-};
-const messages: ChatMessage[] = [{ role: "user", content: reference.request }];
+type Case = { messages: ChatMessage[]; plan: string; outputs: Record<string, Summary> };
+const { cases } = JSON.parse(readFileSync(join(DIR, "reference.json"), "utf8")) as { cases: Case[] };
+const reference = cases[0]!;
+const messages = reference.messages;
 
 function expectHead(actual: Float32Array, expected: Summary): void {
   const head = Array.from(actual.slice(0, expected.head.length));
@@ -87,12 +85,16 @@ describe("projection runtime (tiny fixtures)", () => {
     expect(other.uncond).toBe(uncond);
   });
 
-  it("gives the training code's numbers for the same request and plan (planner.ts ≡ training/projection.py)", async () => {
-    const { cond, uncond } = await projection.condition(planner, messages, reference.plan);
-    expectHead(cond.tokens, reference.outputs.encoder_hidden_states!);
-    expectHead(cond.pooled!, reference.outputs.text_embeds!);
-    expectHead(uncond.tokens, reference.outputs.null_encoder_hidden_states!);
-    expectHead(uncond.pooled!, reference.outputs.null_text_embeds!);
+  it("gives the training code's numbers for a request and for an edit (planner.ts ≡ training/projection.py)", async () => {
+    expect(cases.length).toBe(2);
+    expect(cases[1]!.messages.map((m) => m.role)).toEqual(["user", "assistant", "user"]);
+    for (const c of cases) {
+      const { cond, uncond } = await projection.condition(planner, c.messages, c.plan);
+      expectHead(cond.tokens, c.outputs.encoder_hidden_states!);
+      expectHead(cond.pooled!, c.outputs.text_embeds!);
+      expectHead(uncond.tokens, c.outputs.null_encoder_hidden_states!);
+      expectHead(uncond.pooled!, c.outputs.null_text_embeds!);
+    }
   });
 
   it("computes a plan's conditioning once; later steps and rounds hit the cache", async () => {

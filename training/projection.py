@@ -13,8 +13,9 @@ trained) through the frozen U-Net with C as encoder_hidden_states and c as text_
 λ × an alignment to the native text encoder on the record's caption (its pooled vector ↔ c, its mean token
 ↔ the mean of C: the primer's latent-space supervision). With probability `cond_drop` a sample's
 conditioning is the null. Plan-span hidden states (the record's chat `request` + `plan` through the chat
-template, sliced to the plan, as planner/planner.ts does), VAE latents and alignment targets are computed
-once per split and cached in OUT/cache/.
+template, sliced to the plan, as planner/planner.ts does; for `context_rate` of the training records after
+an earlier turn, as in edit sessions), VAE latents and alignment targets are computed once per split and
+cached in OUT/cache/.
 
     node bin/atelier.js world export --split train --n 60000 --seed 11 --out data/projection/train
     node bin/atelier.js world export --split val --n 512 --seed 12 --out data/projection/val
@@ -49,17 +50,22 @@ from planner import words
 from util import Log, lr_at, parser, rng_state, save_checkpoint, set_rng_state, setup
 
 CONFIGS = {
-    "default": dict(M=16, layers="mix", top_k=3, heads=4, mlp_mult=2, aux_weight=0.1, cond_drop=0.1,
+    "default": dict(M=16, layers="mix", top_k=3, heads=4, mlp_mult=2, aux_weight=0.1, cond_drop=0.1, context_rate=0.25,
                     snr_gamma=5.0, batch=32, steps=3000, lr=5e-4, warmup=150, weight_decay=0.01,
                     log_every=25, eval_every=250, n_val=256),
-    "tiny": dict(M=8, layers="mix", top_k=2, heads=2, mlp_mult=2, aux_weight=0.1, cond_drop=0.1,
+    "tiny": dict(M=8, layers="mix", top_k=2, heads=2, mlp_mult=2, aux_weight=0.1, cond_drop=0.1, context_rate=0.25,
                  snr_gamma=5.0, batch=8, steps=20, lr=1e-3, warmup=5, weight_decay=0.01,
                  log_every=5, eval_every=10, n_val=16),
 }  # fmt: skip
 OPSET = 17
-EXAMPLE = dict(request="draw a red circle in the center on a white background",
-               plan="<IMG_BEGIN> <STYLE> flat <LAYOUT> 1 center <OBJECT> 1 one medium circle <COLOR> 1 red ; "
-                    "background white <LIGHTING> daylight <IMG_END>")  # fmt: skip
+# Conversations whose plan-span conditioning reference.json records (a single request, and an edit).
+_CIRCLE = ("<IMG_BEGIN> <STYLE> flat <LAYOUT> 1 center <OBJECT> 1 one medium circle <COLOR> 1 red ; "
+           "background white <LIGHTING> daylight <IMG_END>")  # fmt: skip
+EXAMPLES = [
+    dict(messages=[("user", "draw a red circle in the center on a white background")], plan=_CIRCLE),
+    dict(messages=[("user", "draw a red circle in the center on a white background"), ("assistant", _CIRCLE),
+                   ("user", "now make the circle blue")], plan=_CIRCLE.replace("red", "blue")),
+]  # fmt: skip
 
 
 class Projection(nn.Module):
@@ -103,11 +109,24 @@ class Projection(nn.Module):
         return tokens, pooled
 
 
-def plan_ids(request, plan, vocab):
-    """Token ids of `<|user|> request <|assistant|> plan` and where the plan starts (planner.ts hiddenStates)."""
+def plan_ids(messages, plan, vocab):
+    """Token ids of the chat template over `messages` [(role, content)] with the generation prompt, then the
+    plan; and where the plan starts (planner.ts hiddenStates does the same)."""
     unk = vocab["[UNK]"]
-    prefix = [vocab.get(w, unk) for w in words(f"<|user|> {request} <|assistant|>")]
+    text = "".join(f"<|{role}|> {content} " + ("<|end|> " if role == "assistant" else "") for role, content in messages)
+    prefix = [vocab.get(w, unk) for w in words(text + "<|assistant|>")]
     return prefix + [vocab.get(w, unk) for w in words(plan)], len(prefix)
+
+
+def contexts(records, rate, seed=0):
+    """The conversation before each record's plan: its request, and for a share `rate` of the records an
+    earlier turn first (another record's request and plan), so that the projection learns to read the plan
+    span whatever conversation precedes it, as in edit sessions."""
+    gen = np.random.default_rng(seed)
+    other = gen.integers(0, len(records), len(records))
+    extra = gen.random(len(records)) < rate
+    return [([("user", records[o]["request"]), ("assistant", records[o]["plan"])] if e else [])
+            + [("user", r["request"])] for r, o, e in zip(records, other, extra)]  # fmt: skip
 
 
 def planner_layers(spec, top_k, n_layers):
@@ -125,9 +144,9 @@ def planner_layers(spec, top_k, n_layers):
 
 
 @torch.no_grad()
-def plan_states(planner, vocab, requests, plans, device, batch=64):
+def plan_states(planner, vocab, conversations, plans, device, batch=64):
     """Plan-span hidden states of every layer 0..L, float32 [S, L+1, d] per record (lists, in order)."""
-    seqs = [plan_ids(r, p, vocab) for r, p in zip(requests, plans)]
+    seqs = [plan_ids(m, p, vocab) for m, p in zip(conversations, plans)]
     order = np.argsort([len(ids) for ids, _ in seqs], kind="stable")
     out = [None] * len(seqs)
     for i in range(0, len(order), batch):
@@ -170,17 +189,18 @@ class Split:
         digest = hashlib.sha256(key.encode()).hexdigest()[:12]
         return os.path.join(self.out, "cache", f"projection-{kind}-{split}-{digest}")
 
-    def load_plans(self, planner, vocab, planner_sha, device, chunk=4096):
-        folder = self._cache("plans", planner_sha)
+    def load_plans(self, planner, vocab, planner_sha, device, context_rate, chunk=4096):
+        folder = self._cache("plans", f"{planner_sha}|{context_rate}")
         if not os.path.exists(os.path.join(folder, "offsets.npy")):
             os.makedirs(folder, exist_ok=True)
             tick = time.time()
             offsets = np.concatenate([[0], np.cumsum([len(words(r["plan"])) for r in self.records])]).astype(np.int64)
             shape = (int(offsets[-1]), planner.c["num_hidden_layers"] + 1, planner.c["hidden_size"])
             hidden = np.lib.format.open_memmap(os.path.join(folder, "hidden.tmp.npy"), "w+", np.float16, shape)
+            conversations = contexts(self.records, context_rate)
             for i in range(0, self.n, chunk):
                 part = self.records[i : i + chunk]
-                states = plan_states(planner, vocab, [r["request"] for r in part], [r["plan"] for r in part], device)
+                states = plan_states(planner, vocab, conversations[i : i + chunk], [r["plan"] for r in part], device)
                 hidden[offsets[i] : offsets[i + len(part)]] = np.concatenate(states)
                 print(f"plan states {i + len(part)}/{self.n} ({time.time() - tick:.0f}s)", flush=True)
             hidden.flush()
@@ -226,8 +246,8 @@ def precompute(args):
     if os.path.exists(os.path.join(args.planner, "onnx", "model.onnx")):
         planner, vocab = load_planner(args.planner)
         sha = file_sha256(os.path.join(args.planner, "onnx", "model.onnx"))
-        for split in splits:
-            split.load_plans(planner.to(device), vocab, sha, device)
+        for split, rate in zip(splits, (config["context_rate"], 0.0)):
+            split.load_plans(planner.to(device), vocab, sha, device, rate)
         done.append(f"plan states ({args.planner})")
     if os.path.exists(os.path.join(args.denoiser, "unet", "model.onnx")):
         den = Denoiser(args.denoiser, device)
@@ -272,8 +292,8 @@ def train(args):
     layers = planner_layers(config["layers"], config["top_k"], planner.c["num_hidden_layers"])
     config.update(layers_used=layers, d_llm=planner.c["hidden_size"], d_cond=den.d_cond, k=len(layers))
     train_split, val_split = Split(args.data, args.n, args.out), Split(args.val, config["n_val"], args.out)
-    for split in (train_split, val_split):
-        split.load_plans(planner, vocab, models["planner"]["sha256"], device)
+    for split, rate in ((train_split, config["context_rate"]), (val_split, 0.0)):
+        split.load_plans(planner, vocab, models["planner"]["sha256"], device, rate)
         split.load_targets(den, device)
     del planner
 
@@ -430,16 +450,20 @@ def export(args):
                       do_constant_folding=False)  # fmt: skip
     onnx.checker.check_model(onnx.load(onnx_path), full_check=True)
 
-    # Reference outputs for one (request, plan), from the planner's hidden states as computed here: the
-    # TypeScript runtime must get the same numbers through planner.ts and the ONNX graph.
+    # Reference outputs from the planner's hidden states as computed here: the TypeScript runtime must get
+    # the same numbers through planner.ts (chat template, tokenizer, ONNX graph) and the projection graph.
     planner, vocab = load_planner(models["planner"]["folder"])
-    states = plan_states(planner, vocab, [EXAMPLE["request"]], [EXAMPLE["plan"]], "cpu")[0]
-    hidden = torch.from_numpy(states[:, config["layers_used"]].transpose(1, 0, 2).copy())
-    with torch.no_grad():
-        outputs = graph(hidden)
     names = ["encoder_hidden_states", "text_embeds", "null_encoder_hidden_states", "null_text_embeds"]
+    cases = []
+    for example in EXAMPLES:
+        states = plan_states(planner, vocab, [example["messages"]], [example["plan"]], "cpu")[0]
+        hidden = torch.from_numpy(states[:, config["layers_used"]].transpose(1, 0, 2).copy())
+        with torch.no_grad():
+            outputs = graph(hidden)
+        cases.append(dict(messages=[dict(role=r, content=c) for r, c in example["messages"]], plan=example["plan"],
+                          outputs={n: summary(o) for n, o in zip(names, outputs)}))  # fmt: skip
     with open(os.path.join(dest, "reference.json"), "w") as f:
-        json.dump({**EXAMPLE, "outputs": {n: summary(o) for n, o in zip(names, outputs)}}, f)
+        json.dump({"cases": cases}, f)
         f.write("\n")
     manifest = {
         "format": "atelier-projection-v1",
