@@ -65,9 +65,8 @@ export async function run(argv: string[]): Promise<number> {
     rounds: numeric(values.rounds),
     negative: values.negative,
   });
-  console.log(`seed ${request.seed}`);
-
   const engine = await loadLocalEngine({ models: values.models });
+  console.log(`seed ${request.seed}`);
   const progress = new ProgressView(process.stderr);
   const controller = new AbortController();
   const interrupt = () => controller.abort();
