@@ -83,8 +83,7 @@ export async function run(argv: string[]): Promise<number> {
     for await (const raw of lines) {
       const line = raw.trim();
       const current = turns.at(-1)!;
-      if (line === "") {
-      } else if (line === "/quit" || line === "/exit") {
+      if (line === "/quit" || line === "/exit") {
         break;
       } else if (line === "/help") {
         console.log(usage.slice(usage.indexOf("Commands:")));
@@ -105,7 +104,7 @@ export async function run(argv: string[]): Promise<number> {
         }
       } else if (line.startsWith("/")) {
         console.log(`unknown command ${line.split(/\s/)[0]}; /help lists them`);
-      } else {
+      } else if (line !== "") {
         running = new AbortController();
         try {
           const message = parseInput(SessionMessage, { text: line });
