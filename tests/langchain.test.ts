@@ -10,10 +10,11 @@ import type { StructuredToolInterface } from "@langchain/core/tools";
 import { createAgent } from "langchain";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { decodeBase64Png } from "../pipelines/image.ts";
+import { AtelierClient } from "../src/client/client.ts";
 import { loadLocalEngine } from "../src/client/local.ts";
 import { createAtelierTools, type ImageArtifact } from "../src/langchain/tools.ts";
 import { AtelierService } from "../src/service/service.ts";
-import { fixtureModels, type Json, removeDir, tempDataDir } from "./service-harness.ts";
+import { fixtureModels, type Json, removeDir, startTestServer, tempDataDir } from "./service-harness.ts";
 
 /**
  * A chat model that follows a script: ask for the picture, then edit it with the session_id the first tool
@@ -135,5 +136,33 @@ describe("createAtelierTools with a LangChain agent", () => {
     await expect(tools[0]!.invoke({ prompt: "a star", steps: 0 })).rejects.toThrow(/steps/);
     await expect(tools[0]!.invoke({ prompt: "a star", plan: "<IMG_BEGIN>" })).rejects.toThrow(/plan/);
     await expect(tools[1]!.invoke({ session_id: "sess_nope", text: "blue" })).rejects.toThrow(/no session/);
+  });
+});
+
+describe("createAtelierTools over HTTP", () => {
+  it("calls a running service with its API key; the image URLs it hands out are the service's", async () => {
+    const server = await startTestServer({ ATELIER_API_KEYS: "sk-tools" });
+    try {
+      const [generateTool] = createAtelierTools(
+        new AtelierClient({ baseUrl: server.url, apiKey: "sk-tools" }),
+      );
+      const message = (await generateTool!.invoke({
+        id: "call_1",
+        name: "generate_image",
+        type: "tool_call",
+        args: { prompt: "two blue circles", n: 2, seed: 8, steps: 2 },
+      })) as ToolMessage;
+      const artifact = message.artifact as ImageArtifact;
+      expect(artifact.session_id).toBeNull();
+      expect(artifact.images.map((i) => i.seed)).toEqual([8, 9]);
+      expect(artifact.png_base64).toHaveLength(2);
+      const response = await fetch(artifact.images[1]!.url!);
+      expect(response.headers.get("content-type")).toBe("image/png");
+      expect(Buffer.from(await response.arrayBuffer()).toString("base64")).toBe(artifact.png_base64[1]);
+      const denied = createAtelierTools(new AtelierClient({ baseUrl: server.url }))[0]!;
+      await expect(denied.invoke({ prompt: "a star" })).rejects.toThrow(/API key is required/);
+    } finally {
+      await server.close();
+    }
   });
 });

@@ -4,12 +4,37 @@
  * rounds; paint a mask, send an edit, see the new image change only inside the mask; reload the session.
  * Every request the page makes must go to the service itself. Screenshot: evals/reports/web-chat.png.
  */
+import { once } from "node:events";
 import { existsSync, mkdirSync, mkdtempSync } from "node:fs";
+import type { Server } from "node:http";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { serve } from "@hono/node-server";
 import { type BrowserContext, chromium, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { changedPixels, decode, type Json, removeDir, startTestServer } from "./service-harness.ts";
+import { loadLocalEngine } from "../src/client/local.ts";
+import { createApp } from "../src/server.ts";
+import type {
+  EditMessage,
+  EditSettings,
+  Engine,
+  EngineInfo,
+  GenerateRequest,
+  GenerateResult,
+  RunContext,
+  SessionState,
+  TraceRound,
+} from "../src/service/engine.ts";
+import { AtelierService } from "../src/service/service.ts";
+import {
+  changedPixels,
+  decode,
+  type Json,
+  removeDir,
+  startTestServer,
+  tempDataDir,
+} from "./service-harness.ts";
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 const SCREENSHOT = "evals/reports/web-chat.png";
@@ -25,10 +50,13 @@ describe.skipIf(!found)("web chat in headless Chromium", () => {
   let context: BrowserContext;
   let page: Page;
   const foreign: string[] = [];
+  /** Origins the page may talk to: the services under test. */
+  const origins: string[] = [];
   const pageErrors: string[] = [];
 
   beforeAll(async () => {
     server = await startTestServer();
+    origins.push(server.url);
     profile = mkdtempSync(join(tmpdir(), "atelier-chromium-"));
     context = await chromium.launchPersistentContext(profile, {
       executablePath: CHROMIUM,
@@ -47,7 +75,7 @@ describe.skipIf(!found)("web chat in headless Chromium", () => {
     });
     await context.route("**/*", (route) => {
       const url = route.request().url();
-      if (url.startsWith(server.url) || url.startsWith("data:") || url.startsWith("blob:"))
+      if (origins.some((o) => url.startsWith(`${o}/`)) || url.startsWith("data:") || url.startsWith("blob:"))
         return route.continue();
       foreign.push(url);
       return route.abort();
@@ -196,4 +224,113 @@ describe.skipIf(!found)("web chat in headless Chromium", () => {
     await page.waitForSelector(".turn.assistant.failed");
     expect(await page.textContent(".turn.assistant.failed .error")).toContain("text: must be at most 1024");
   });
+  it("shows every critique round with its image and agreement, and the chosen one", async () => {
+    const critic = await startCritiqueServer(server.models);
+    origins.push(critic.url);
+    try {
+      await page.goto(`${critic.url}/`);
+      await page.waitForSelector("body[data-ready=true]");
+      await page.click("#toggle-settings");
+      await page.fill("#steps", "2");
+      await page.fill("#rounds", "2");
+      await page.click("#toggle-settings");
+      await recordProgress();
+      await send("a red star", 1);
+      const seen = (await progress()).map((entry) => entry.split(" | ")[0]);
+      // Progress runs through both rounds (the describe/critique labels may be drawn in the same frame).
+      expect(seen).toEqual(
+        expect.arrayContaining(["round 1 · denoising step 2/2", "round 2 · denoising step 2/2", "done"]),
+      );
+      const turn = page.locator(".turn.assistant").nth(0);
+      expect(await turn.locator(".rounds summary").textContent()).toBe(
+        "Critique rounds (2) · agreement 1.00",
+      );
+      expect(await turn.locator(".round-list .agreement").allTextContents()).toEqual([
+        "Round 1 · agreement 0.50",
+        "Round 2 · agreement 1.00 · chosen",
+      ]);
+      expect(await turn.locator(".round-list li p").first().textContent()).toBe("the star should be red");
+      const thumbs = await turn
+        .locator(".round-list img")
+        .evaluateAll((imgs) => imgs.map((img) => (img as HTMLImageElement).naturalWidth));
+      expect(thumbs).toEqual([64, 64]);
+      // The image shown is the chosen round's.
+      const shown = await turn.locator("img.image").getAttribute("src");
+      const chosen = await turn.locator(".round-list li.chosen img").getAttribute("src");
+      expect(new URL(shown!).pathname).toBe(new URL(chosen!).pathname);
+      expect(pageErrors).toEqual([]);
+    } finally {
+      await critic.close();
+    }
+  });
 });
+
+/**
+ * An engine with critique rounds, for the page's rendering of them (the critique loop itself is tested with
+ * the agent): two passes of the real engine, the first judged 0.5 with a critique, the second 1.0 and chosen.
+ */
+class TwoRoundEngine implements Engine {
+  readonly info: EngineInfo;
+
+  constructor(private readonly inner: Engine) {
+    this.info = { ...inner.info, name: "two-round-critic", critique: true };
+  }
+
+  generate(request: GenerateRequest, context: RunContext) {
+    return this.rounds(context, (seed, ctx) => this.inner.generate({ ...request, seed }, ctx), request.seed);
+  }
+
+  edit(state: SessionState, message: EditMessage, settings: EditSettings, context: RunContext) {
+    return this.rounds(
+      context,
+      (seed, ctx) => this.inner.edit(state, message, { ...settings, seed }, ctx),
+      settings.seed,
+    );
+  }
+
+  private async rounds(
+    context: RunContext,
+    run: (seed: number, context: RunContext) => Promise<GenerateResult>,
+    seed = 100,
+  ): Promise<GenerateResult> {
+    const trace: TraceRound[] = [];
+    let result: GenerateResult | null = null;
+    for (const round of [1, 2]) {
+      result = await run(seed + round - 1, {
+        signal: context.signal,
+        onEvent: (event) => context.onEvent({ ...event, round }),
+      });
+      context.onEvent({ type: "describing", round });
+      const critique =
+        round === 1 ? { agreement: 0.5, text: "the star should be red" } : { agreement: 1, text: "" };
+      context.onEvent({ type: "critique", round, agreement: critique.agreement, critique: critique.text });
+      trace.push({ ...result.trace[0]!, round, critique });
+    }
+    return { ...result!, trace };
+  }
+
+  dispose() {
+    return this.inner.dispose();
+  }
+}
+
+async function startCritiqueServer(models: string) {
+  const dataDir = tempDataDir();
+  const engine = new TwoRoundEngine(await loadLocalEngine({ models, threads: 1 }));
+  const service = new AtelierService({ dataDir, engine });
+  const http = serve({
+    fetch: createApp({ models: () => ({}), service }).fetch,
+    port: 0,
+    hostname: "127.0.0.1",
+  });
+  await once(http, "listening");
+  return {
+    url: `http://127.0.0.1:${(http.address() as AddressInfo).port}`,
+    close: async () => {
+      http.close();
+      (http as Server).closeAllConnections();
+      await service.close();
+      removeDir(dataDir);
+    },
+  };
+}
