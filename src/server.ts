@@ -1,4 +1,4 @@
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { Hono } from "hono";
 import { AtelierError } from "./errors.ts";
 import { registerMcpRoute } from "./mcp/http.ts";
@@ -90,7 +90,7 @@ export function createApp(options: AppOptions): Hono<ApiEnv> {
     const describer =
       options.describer !== undefined
         ? options.describer
-        : (process.env.ATELIER_DESCRIBER ?? join(process.env.ATELIER_MODELS ?? "models", "describer"));
+        : resolve(process.env.ATELIER_DESCRIBER ?? join(process.env.ATELIER_MODELS ?? "models", "describer"));
     registerMcpRoute(app, { keys, describer, publicUrl: options.publicUrl });
     registerWebRoutes(app);
   }

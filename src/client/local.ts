@@ -4,7 +4,7 @@
  * whole service over a data folder, reached through an in-process client.
  */
 import { existsSync } from "node:fs";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { invalid } from "../errors.ts";
 import type { Engine } from "../service/engine.ts";
 import { NativeEngine } from "../service/native-engine.ts";
@@ -29,7 +29,7 @@ export function modelFolders(options: LocalOptions = {}) {
     ldm: config.ldm ?? join(config.modelsRoot, "ldm"),
     planner: config.planner ?? join(config.modelsRoot, "planner"),
     projection: config.projection ?? join(config.modelsRoot, "projection"),
-    describer: process.env.ATELIER_DESCRIBER ?? join(config.modelsRoot, "describer"),
+    describer: resolve(process.env.ATELIER_DESCRIBER ?? join(config.modelsRoot, "describer")),
     threads: options.threads ?? config.threads,
   };
 }

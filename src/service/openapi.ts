@@ -104,6 +104,20 @@ export const ROUTES: RouteDoc[] = [
     ok: { status: 200, schema: OpenAIImagesResponse },
   },
   {
+    method: "post",
+    path: "/mcp",
+    summary:
+      "MCP server (Streamable HTTP, stateless; JSON-RPC): tools generate_image, edit_image and describe_image with these routes' schemas, results as PNG image content plus structured metadata, denoising steps as progress notifications.",
+    ok: { status: 200, type: "text/event-stream" },
+  },
+  {
+    method: "get",
+    path: "/",
+    summary: "The web chat (one edit session per conversation, over this API).",
+    ok: { status: 200, type: "text/html" },
+    public: true,
+  },
+  {
     method: "get",
     path: "/health",
     summary: "Status, version and models.",
