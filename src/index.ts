@@ -2,6 +2,7 @@
 export * from "../pipelines/index.ts";
 export { type ChatMessage, checkPromptText, Planner, type PlanResult } from "../planner/planner.ts";
 export { AtelierClient, type ImageOutcome } from "./client/client.ts";
+export { loadLocalEngine } from "./client/local.ts";
 export { AtelierError } from "./errors.ts";
 export { createAtelierTools } from "./langchain/tools.ts";
 export { createMcpServer } from "./mcp/server.ts";
