@@ -51,8 +51,8 @@ from util import Log, lr_at, parser, rng_state, save_checkpoint, set_rng_state, 
 
 CONFIGS = {
     "default": dict(M=16, layers="mix", top_k=3, heads=4, mlp_mult=2, aux_weight=0.1, cond_drop=0.1, context_rate=0.25,
-                    snr_gamma=5.0, batch=32, steps=3000, lr=5e-4, warmup=150, weight_decay=0.01,
-                    log_every=25, eval_every=250, n_val=256),
+                    snr_gamma=5.0, batch=64, steps=4000, lr=5e-4, warmup=200, weight_decay=0.01,
+                    log_every=50, eval_every=500, n_val=256),
     "tiny": dict(M=8, layers="mix", top_k=2, heads=2, mlp_mult=2, aux_weight=0.1, cond_drop=0.1, context_rate=0.25,
                  snr_gamma=5.0, batch=8, steps=20, lr=1e-3, warmup=5, weight_decay=0.01,
                  log_every=5, eval_every=10, n_val=16),
