@@ -39,7 +39,8 @@ export async function planAccuracy(
     elapsed += performance.now() - started;
     parsed += 1; // plan() throws when the output does not parse
     const ok = JSON.stringify(result.scene) === JSON.stringify(parsePlan(expected));
-    const entry = (kinds[conversation.kind] ??= { n: 0, correct: 0, accuracy: 0 });
+    kinds[conversation.kind] ??= { n: 0, correct: 0, accuracy: 0 };
+    const entry = kinds[conversation.kind]!;
     entry.n += 1;
     if (ok) entry.correct += 1;
     else if (failures.length < 20) {
