@@ -30,24 +30,38 @@ const opts = { intraOpNumThreads: 2, graphOptimizationLevel: "all" } as const;
 const encoder = await ort.InferenceSession.create(join(model, "vae_encoder/model.onnx"), opts);
 const decoder = await ort.InferenceSession.create(join(model, "vae_decoder/model.onnx"), opts);
 
-function agreement(a: Detection, b: Detection): [number, number] {
-  let same = Number(a.background === b.background) + Number(a.style === b.style);
-  same += Number(a.lighting === b.lighting) + Number(a.objects.length === b.objects.length);
+const ATTRIBUTES = ["background", "style", "lighting", "count", "shape", "color", "size"] as const;
+const same: Record<string, number> = Object.fromEntries(ATTRIBUTES.map((a) => [a, 0]));
+const total: Record<string, number> = Object.fromEntries(ATTRIBUTES.map((a) => [a, 0]));
+
+/** Adds the attributes the reconstruction's detection shares with the original's; true if all agree. */
+function compare(a: Detection, b: Detection): boolean {
+  const checks: [string, boolean][] = [
+    ["background", a.background === b.background],
+    ["style", a.style === b.style],
+    ["lighting", a.lighting === b.lighting],
+    ["count", a.objects.length === b.objects.length],
+  ];
   for (const o of a.objects) {
+    const dist = (p: { cx: number; cy: number }) => Math.hypot(p.cx - o.cx, p.cy - o.cy);
     const near = b.objects.reduce<(typeof b.objects)[number] | null>(
-      (best, p) =>
-        !best || Math.hypot(p.cx - o.cx, p.cy - o.cy) < Math.hypot(best.cx - o.cx, best.cy - o.cy) ? p : best,
+      (best, p) => (!best || dist(p) < dist(best) ? p : best),
       null,
     );
-    if (near)
-      same += Number(near.shape === o.shape) + Number(near.color === o.color) + Number(near.size === o.size);
+    checks.push(
+      ["shape", near?.shape === o.shape],
+      ["color", near?.color === o.color],
+      ["size", near?.size === o.size],
+    );
   }
-  return [same, 4 + 3 * a.objects.length];
+  for (const [attribute, ok] of checks) {
+    same[attribute] += Number(ok);
+    total[attribute] += 1;
+  }
+  return checks.every(([, ok]) => ok);
 }
 
 let psnrSum = 0;
-let same = 0;
-let total = 0;
 let exact = 0;
 const BATCH = 50;
 let done = 0;
@@ -85,13 +99,12 @@ for (const shard of index.shards) {
           se += ((v - o) / 255) ** 2;
         }
       psnrSum += -10 * Math.log10(Math.max(se / (H * W * 3), 1e-10));
-      const [s, t] = agreement(
-        detect({ width: W, height: H, data: original }),
-        detect({ width: W, height: H, data: recon }),
+      exact += Number(
+        compare(
+          detect({ width: W, height: H, data: original }),
+          detect({ width: W, height: H, data: recon }),
+        ),
       );
-      same += s;
-      total += t;
-      exact += Number(s === t);
     }
     done += b;
   }
@@ -99,7 +112,12 @@ for (const shard of index.shards) {
 const result = {
   data: { split: index.split, seed: index.seed, images: done },
   psnr_db: Number((psnrSum / done).toFixed(3)),
-  detector_attribute_agreement: Number((same / total).toFixed(4)),
+  detector_attribute_agreement: Number(
+    (ATTRIBUTES.reduce((n, a) => n + same[a], 0) / ATTRIBUTES.reduce((n, a) => n + total[a], 0)).toFixed(4),
+  ),
+  detector_agreement_by_attribute: Object.fromEntries(
+    ATTRIBUTES.map((a) => [a, Number((same[a] / total[a]).toFixed(4))]),
+  ),
   detector_exact_images: Number((exact / done).toFixed(4)),
 };
 console.log(JSON.stringify(result, null, 2));

@@ -35,8 +35,8 @@ from vae import load_vae, save_grid
 CONFIGS = {
     "default": dict(max_length=48, d_cond=128, text_layers=3, text_heads=4, channels=(64, 128), blocks=1,
                     heads=4, d_emb=256, num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
-                    snr_gamma=5.0, cond_drop=0.12, unk_drop=0.03, batch=64, steps=4000, lr=6e-4, warmup=300,
-                    weight_decay=0.01, ema=0.999, log_every=50, eval_every=500, n_eval=512, guidance=5.0),
+                    snr_gamma=5.0, cond_drop=0.12, unk_drop=0.03, batch=32, steps=12000, lr=6e-4, warmup=300,
+                    weight_decay=0.01, ema=0.999, log_every=50, eval_every=1000, n_eval=512, guidance=5.0),
     "tiny": dict(max_length=48, d_cond=32, text_layers=1, text_heads=2, channels=(16, 32), blocks=1,
                  heads=2, d_emb=64, num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
                  snr_gamma=5.0, cond_drop=0.12, unk_drop=0.03, batch=8, steps=20, lr=1e-3, warmup=5,

@@ -5,6 +5,9 @@ L1 + L2 + edge (finite-difference) reconstruction loss and a small KL term that 
 The latent scaling factor (1 / std of posterior samples on the training set) is measured at every checkpoint.
 
     /usr/bin/python3 training/vae.py --data data/train --val data/val [--config tiny] [--resume] [--device cuda]
+
+`--decoder-only CKPT` fine-tunes the decoder of CKPT with the encoder frozen (checkpoint vae-CONFIG-decoder.pt):
+the latent space stays the same, so it can run while the diffusion model trains on CKPT's latents.
 """
 
 import os
@@ -23,10 +26,10 @@ from data import Shards, to_tensor
 from util import Log, lr_at, parser, rng_state, save_checkpoint, set_rng_state, setup
 
 CONFIGS = {
-    "default": dict(channels=(32, 64, 96), latent=4, batch=32, crop=32, full_from=0.6, steps=8000, lr=1e-3, warmup=200,
-                    beta=1e-5, edge=0.5, log_every=50, eval_every=500, n_eval=512),
-    "tiny": dict(channels=(8, 8, 16), latent=4, batch=8, crop=32, full_from=0.6, steps=20, lr=2e-3, warmup=5, beta=1e-5,
-                 edge=0.5, log_every=5, eval_every=10, n_eval=16),
+    "default": dict(channels=(32, 64, 96), latent=4, batch=32, crop=32, full_from=0.6, steps=8000, lr=1e-3,
+                    warmup=200, decoder_lr=5e-4, beta=1e-5, edge=0.5, log_every=50, eval_every=500, n_eval=512),
+    "tiny": dict(channels=(8, 8, 16), latent=4, batch=8, crop=32, full_from=0.6, steps=20, lr=2e-3, warmup=5,
+                 decoder_lr=1e-3, beta=1e-5, edge=0.5, log_every=5, eval_every=10, n_eval=16),
 }  # fmt: skip
 ARCH_KEYS = ("channels", "latent")
 
@@ -154,14 +157,24 @@ def save_grid(images, path, rows):
 
 
 def main():
-    args = parser(__doc__.split("\n")[0], CONFIGS).parse_args()
+    p = parser(__doc__.split("\n")[0], CONFIGS)
+    p.add_argument("--decoder-only", metavar="CKPT", help="fine-tune only the decoder of the VAE checkpoint CKPT")
+    args = p.parse_args()
     config = dict(CONFIGS[args.config])
     device = setup(args, config)
     train, val = Shards(args.data), Shards(args.val)
     model = VAE(**{k: config[k] for k in ARCH_KEYS}).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=config["lr"], weight_decay=0.0)
-    gen = np.random.default_rng(args.seed)
     name = f"vae-{args.config}"
+    fixed_scale = None
+    if args.decoder_only:
+        # The encoder (so the latent space, and an LDM trained on it) stays fixed; only the decoder learns.
+        source = torch.load(args.decoder_only, map_location="cpu")
+        model.load_state_dict(source["model"])
+        model.encoder.requires_grad_(False)
+        fixed_scale, name = source["scaling_factor"], f"{name}-decoder"
+        config.update(full_from=0, lr=config["decoder_lr"], warmup=config["warmup"] // 2)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config["lr"], weight_decay=0.0)
+    gen = np.random.default_rng(args.seed)
     path = f"{args.out}/checkpoints/{name}.pt"
     step, wall = 0, 0.0
     if args.resume:
@@ -205,7 +218,7 @@ def main():
             tick, acc = now, []
         if step % config["eval_every"] == 0 or step == config["steps"]:
             psnr, grid = evaluate(model, val, config, device)
-            scale = scaling_factor(model, train, device)
+            scale = fixed_scale or scaling_factor(model, train, device)
             log.write(step=step, val_psnr=psnr, scaling_factor=scale)
             log.plot(["loss", "rec", "kl"], f"{name} (val PSNR {psnr:.2f} dB)")
             save_grid(grid, f"{args.out}/logs/{name}-recon.png", rows=2)
