@@ -5,9 +5,10 @@
  * images per second, peak RSS and the ONNX Runtime settings. A benchmark, never a test: figures go to
  * BENCHMARKS.md with the machine and the date.
  */
+import { existsSync } from "node:fs";
 import { availableParallelism, cpus, loadavg } from "node:os";
 import { join } from "node:path";
-import { loadDiffusionModel, txt2img } from "../pipelines/index.ts";
+import { encodePromptPair, loadDiffusionModel, txt2img } from "../pipelines/index.ts";
 import { Planner } from "../planner/planner.ts";
 import { loadProjection } from "../projection/projection.ts";
 import { DEFAULTS } from "./defaults.ts";
@@ -56,15 +57,16 @@ function quantile(sorted: number[], q: number): number {
 export async function runBench(options: BenchOptions): Promise<BenchReport> {
   const ldm = await loadDiffusionModel(join(options.models, "ldm"), { threads: options.threads });
   const planner = await Planner.load(join(options.models, "planner"));
-  const projection = await loadProjection(join(options.models, "projection"), {
-    planner,
-    denoiser: ldm,
-    cacheSize: 0,
-  });
+  // Without projection layers (not yet trained for this denoiser) the plan goes through the model's own
+  // text encoder, as the service does; the profile then has a text_encoder stage instead.
+  const projectionDir = join(options.models, "projection");
+  const projection = existsSync(projectionDir)
+    ? await loadProjection(projectionDir, { planner, denoiser: ldm, cacheSize: 0 })
+    : null;
   const samples: Record<string, number[]> = {
     planning: [],
     hidden_states: [],
-    projection: [],
+    [projection ? "projection" : "text_encoder"]: [],
     denoiser_calls: [],
     denoise_loop: [],
     pipeline_setup: [],
@@ -79,9 +81,11 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
       const t0 = performance.now();
       const plan = await planner.plan(messages);
       const t1 = performance.now();
-      const hidden = await planner.hiddenStates(messages, plan.text, projection.layers);
+      const hidden = projection ? await planner.hiddenStates(messages, plan.text, projection.layers) : null;
       const t2 = performance.now();
-      const conditioning = await projection.project(hidden);
+      const conditioning = projection
+        ? await projection.project(hidden!)
+        : await encodePromptPair(ldm, plan.text);
       const t3 = performance.now();
       const result = await txt2img(ldm, conditioning, {
         steps: options.steps,
@@ -94,7 +98,7 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
       planTokens = plan.tokens;
       samples.planning!.push(t1 - t0);
       samples.hidden_states!.push(t2 - t1);
-      samples.projection!.push(t3 - t2);
+      samples[projection ? "projection" : "text_encoder"]!.push(t3 - t2);
       samples.denoiser_calls!.push(result.timings.unet);
       samples.denoise_loop!.push(result.timings.denoise - result.timings.unet);
       samples.pipeline_setup!.push(t4 - t3 - result.timings.denoise - result.timings.decode);
@@ -102,7 +106,7 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
       samples.total!.push(t4 - t0);
     }
   } finally {
-    await Promise.all([projection.dispose(), planner.dispose(), ldm.dispose()]);
+    await Promise.all([projection?.dispose(), planner.dispose(), ldm.dispose()]);
   }
   const p50 = (name: string) =>
     quantile(
