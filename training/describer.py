@@ -43,10 +43,10 @@ CELL_HEADS = {"cell_shape": ["empty", *SHAPES], "cell_color": COLORS, "cell_size
 GLOBAL_HEADS = {"background": BACKGROUNDS, "style": STYLES, "lighting": LIGHTINGS}
 CANVAS, GRID = 64, 3
 
-CONFIG = dict(channels=(16, 32, 48, 48, 64), hidden=64, batch=64, steps=1500, lr=3e-3, warmup=50,
-              weight_decay=1e-4, log_every=25, eval_every=250, n_eval=512, clean_share=0.35, vae_share=0.3,
+CONFIG = dict(channels=(16, 32, 48, 48, 64), fine=8, reduce=16, hidden=96, batch=64, steps=2400, lr=3e-3, warmup=50,
+              weight_decay=1e-4, log_every=25, eval_every=300, n_eval=512, clean_share=0.35, vae_share=0.25,
               vae_images=6000)  # fmt: skip
-ARCH_KEYS = ("channels", "hidden")
+ARCH_KEYS = ("channels", "fine", "reduce", "hidden")
 
 
 def conv(cin, cout, stride=1, dilation=1):
@@ -57,39 +57,51 @@ def conv(cin, cout, stride=1, dilation=1):
     )
 
 
-# Feature-map rows/columns (16×16, 4 px each) whose centres fall in each third of the canvas.
+# On the 16×16 feature map (4 px per feature): the features whose centres fall in each third of the canvas
+# (pooled), and a 6×6 window around that third (kept spatial, so the head sees the object's outline); on the
+# 32×32 stem map (2 px per feature), an 11×11 window for the fine detail that tells a diamond from a cross.
 CELL_SLICES = [(0, 5), (5, 11), (11, 16)]
+CELL_WINDOWS = [(0, 6), (5, 11), (10, 16)]
+FINE_WINDOWS = [(0, 11), (10, 21), (21, 32)]
 
 
 class Describer(nn.Module):
-    def __init__(self, channels, hidden):
+    def __init__(self, channels, fine, reduce, hidden):
         super().__init__()
         c0, c1, c2, c3, c4 = channels
-        self.features = nn.Sequential(
-            conv(3, c0, 2), conv(c0, c1), conv(c1, c2, 2), conv(c2, c3), conv(c3, c4, dilation=2)
-        )
+        self.stem = nn.Sequential(conv(3, c0, 2), conv(c0, c1))
+        self.body = nn.Sequential(conv(c1, c2, 2), conv(c2, c3), conv(c3, c4, dilation=2))
+        self.reduce = nn.Sequential(nn.Conv2d(c4, reduce, 1, bias=False), nn.BatchNorm2d(reduce), nn.ReLU(inplace=True))
+        self.fine = nn.Sequential(nn.Conv2d(c1, fine, 1, bias=False), nn.BatchNorm2d(fine), nn.ReLU(inplace=True))
         n_cell = sum(len(v) for v in CELL_HEADS.values())
         n_global = sum(len(v) for v in GLOBAL_HEADS.values())
         # One head shared by the nine cells: an object looks the same wherever it sits.
-        self.cell_head = nn.Sequential(nn.Linear(2 * c4, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, n_cell))
+        self.cell_head = nn.Sequential(
+            nn.Linear(121 * fine + 36 * reduce + 2 * c4, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, n_cell)
+        )
+        # Style lives in edges and texture, so the global head also pools the high-resolution stem.
         self.global_head = nn.Sequential(
-            nn.Linear(2 * c4 + 6, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, n_global)
+            nn.Linear(2 * c1 + 2 * c4 + 6, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, n_global)
         )
 
     def forward(self, pixel_values):
-        x = pixel_values * 2 - 1
-        f = self.features(x)
+        early = self.stem(pixel_values * 2 - 1)
+        f = self.body(early)
+        r = self.reduce(f)
+        g = self.fine(early)
         cells = []
-        for r0, r1 in CELL_SLICES:
-            for c0, c1 in CELL_SLICES:
+        for (r0, r1), (w0, w1), (y0, y1) in zip(CELL_SLICES, CELL_WINDOWS, FINE_WINDOWS):
+            for (c0, c1), (v0, v1), (x0, x1) in zip(CELL_SLICES, CELL_WINDOWS, FINE_WINDOWS):
                 patch = f[:, :, r0:r1, c0:c1]
-                cells.append(torch.cat([patch.mean(dim=(2, 3)), patch.amax(dim=(2, 3))], dim=1))
-        cells = torch.stack(cells, dim=1)  # [B,9,2C]
+                window = r[:, :, w0:w1, v0:v1].flatten(1)
+                detail = g[:, :, y0:y1, x0:x1].flatten(1)
+                cells.append(torch.cat([detail, window, patch.mean(dim=(2, 3)), patch.amax(dim=(2, 3))], dim=1))
+        cells = torch.stack(cells, dim=1)  # [B,9,·]
         cell_out = self.cell_head(cells)
         # Background and lighting are read best from raw colour statistics of the border and the whole image.
         border = torch.cat([pixel_values[:, :, :2, :].flatten(2), pixel_values[:, :, -2:, :].flatten(2)], dim=2)
         stats = torch.cat([border.mean(dim=2), pixel_values.flatten(2).amax(dim=2)], dim=1)
-        pooled = torch.cat([f.mean(dim=(2, 3)), f.amax(dim=(2, 3)), stats], dim=1)
+        pooled = torch.cat([early.mean(dim=(2, 3)), early.amax(dim=(2, 3)), f.mean(dim=(2, 3)), f.amax(dim=(2, 3)), stats], 1)
         global_out = self.global_head(pooled)
         outputs = []
         start = 0
@@ -153,7 +165,7 @@ def degrade(x, gen):
     for chunk in x.split(max(1, len(x) // 4)):
         kind = gen.random()
         if kind < 0.4:
-            chunk = blur(chunk, gen.uniform(0.4, 1.3))
+            chunk = blur(chunk, gen.uniform(0.3, 1.1))
         elif kind < 0.7:
             size = int(gen.choice([16, 24, 32]))
             chunk = F.interpolate(chunk, size=(size, size), mode="area")
@@ -249,6 +261,12 @@ def train(args):
     vae_path = args.vae if args.vae and os.path.exists(args.vae) else None
     if args.vae and not vae_path:
         print(f"no VAE checkpoint at {args.vae}: training on renders and synthetic degradations only")
+    vae_info = None
+    if vae_path:
+        vae_ckpt = torch.load(vae_path, map_location="cpu")
+        vae_info = dict(file=os.path.basename(vae_path), sha256=file_sha256(vae_path), step=vae_ckpt["step"],
+                        val_psnr=round(float(vae_ckpt.get("val_psnr", float("nan"))), 2))  # fmt: skip
+        del vae_ckpt
 
     train_set, val = Shards(args.data), Shards(args.val)
     cells, globs = labels_for(train_set, cache_dir)
@@ -259,12 +277,22 @@ def train(args):
     model = Describer(**{k: config[k] for k in ARCH_KEYS})
     opt = torch.optim.AdamW(model.parameters(), lr=config["lr"], weight_decay=config["weight_decay"])
     gen = np.random.default_rng(args.seed)
-    step, wall, history = 0, 0.0, []
+    step, wall, history, init = 0, 0.0, [], None
+    if args.init and not (args.resume and os.path.exists(path)):
+        # Warm start: every tensor whose name and shape match; the rest keeps its fresh initialisation.
+        source = torch.load(args.init, map_location="cpu")["model"]
+        own = model.state_dict()
+        taken = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}
+        model.load_state_dict({**own, **taken})
+        src = torch.load(args.init, map_location="cpu")
+        init = dict(file=os.path.basename(args.init), steps=src["step"], wall_s=round(src["wall"], 1),
+                    params=src["params"], tensors=f"{len(taken)}/{len(own)}", vae_round_trips=src.get("vae_history", []))  # fmt: skip
+        print(f"initialised {len(taken)}/{len(own)} tensors from {args.init}")
     if args.resume and os.path.exists(path):
         ckpt = torch.load(path, map_location="cpu")
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["opt"])
-        step, wall, history = ckpt["step"], ckpt["wall"], ckpt.get("vae_history", [])
+        step, wall, history, init = ckpt["step"], ckpt["wall"], ckpt.get("vae_history", []), ckpt.get("init")
         set_rng_state(gen, ckpt["rng"])
         print(f"resumed {path} at step {step}")
     log = Log(args.out, "describer", step if args.resume else None)
@@ -306,10 +334,10 @@ def train(args):
                     figures[f"{name}_{k}"] = v
             log.write(step=step, **figures)
             log.plot(["loss"], f"describer (val image accuracy clean {figures['clean_image']:.3f})")
-            if vae_path and vae_path not in history:
-                history.append(vae_path)
+            if vae_info and vae_info not in history:
+                history.append(vae_info)
             state = dict(config=config, model=model.state_dict(), opt=opt.state_dict(), step=step, wall=wall,
-                         rng=rng_state(gen), params=n_params, eval=figures, vae_history=history,
+                         rng=rng_state(gen), params=n_params, eval=figures, vae_history=history, init=init,
                          data=dict(split=train_set.index.get("split"), seed=train_set.index.get("seed"),
                                    n=len(train_set)), seed=args.seed)  # fmt: skip
             save_checkpoint(path, state)
@@ -350,8 +378,9 @@ def export(args):
             "batch": ckpt["config"]["batch"],
             "wall_s": round(ckpt["wall"], 1),
             "data": ckpt["data"],
-            "vae_round_trips": [os.path.basename(p) for p in ckpt.get("vae_history", [])],
-            "augmentation": "blur σ 0.4–1.3, area down-up sampling to 16–32 px, gain ±3 %, noise σ ≤ 0.04",
+            "vae_round_trips": ckpt.get("vae_history", []),
+            "warm_start": ckpt.get("init"),
+            "augmentation": "blur σ 0.3–1.1, area down-up sampling to 16–32 px, gain ±3 %, noise σ ≤ 0.04",
             "val_accuracy": {k: round(v, 4) for k, v in ckpt["eval"].items()},
         },
         "reference": {
@@ -376,6 +405,7 @@ def main():
     p.add_argument("--vae", default="training/checkpoints/vae-default.pt", help="frozen VAE for round trips (used if present)")
     p.add_argument("--steps", type=int)
     p.add_argument("--resume", action="store_true")
+    p.add_argument("--init", help="warm start from another describer checkpoint (tensors of matching shape)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=int(os.environ.get("TORCH_THREADS", "1")))
     p.add_argument("--dest", default="models/describer")
