@@ -194,29 +194,20 @@ async function main(argv: string[]): Promise<number> {
     const { encodePromptPair, txt2img } = await import("../../pipelines/txt2img.ts");
     const model = await loadDiffusionModel(values.ldm, { threads });
     const f = model.vaeScaleFactor;
-    const roundTrip: RgbImage[] = [];
-    for (let i = 0; i < n; i += 32) {
-      const batch = rendered.slice(i, i + 32);
-      const latents = await model.encodeImages(
-        imagesToPixels(batch),
-        batch.length,
-        64,
-        64,
-        new BatchNoise(
+    if (model.hasVaeEncoder) {
+      const roundTrip: RgbImage[] = [];
+      for (let i = 0; i < n; i += 32) {
+        const batch = rendered.slice(i, i + 32);
+        const noise = new BatchNoise(
           batch.map((_, k) => seed + i + k),
           STREAM.vae,
-        ),
-      );
-      roundTrip.push(
-        ...pixelsToImages(
-          await model.decodeLatents(latents, batch.length, 64 / f, 64 / f),
-          batch.length,
-          64,
-          64,
-        ),
-      );
+        );
+        const latents = await model.encodeImages(imagesToPixels(batch), batch.length, 64, 64, noise);
+        const pixels = await model.decodeLatents(latents, batch.length, 64 / f, 64 / f);
+        roundTrip.push(...pixelsToImages(pixels, batch.length, 64, 64));
+      }
+      columns.vae_round_trip = scoreDescriptions(records, await describeAll(describer, roundTrip));
     }
-    columns.vae_round_trip = scoreDescriptions(records, await describeAll(describer, roundTrip));
     if (model.hasTextEncoder) {
       const genN = Math.min(n, int("gen-n", values["gen-n"], 1));
       const steps = int("steps", values.steps, 1);
