@@ -6,7 +6,7 @@ import { fileURLToPath } from "node:url";
 import { invalid } from "../errors.ts";
 
 const TRAINING = join(dirname(fileURLToPath(import.meta.url)), "../../training");
-const STAGES = ["vae", "ldm", "export"] as const;
+const STAGES = ["vae", "ldm", "export", "planner", "projection", "describer"] as const;
 
 export const usage = `atelier train <stage> [options passed to training/<stage>.py]
 
@@ -14,6 +14,11 @@ Stages (PyTorch, run with $ATELIER_PYTHON or /usr/bin/python3):
   vae      KL-VAE 64×64×3 ↔ 8×8×4       atelier train vae --data data/train --val data/val
   ldm      text encoder + U-Net denoiser  atelier train ldm --data data/train --val data/val
   export   diffusers ONNX layout          atelier train export --dest models/ldm --fp16
+  planner  Llama planner LLM              atelier train planner train --corpus data/chat/train.jsonl
+                                          atelier train planner export --out models/planner
+  projection  plan states → conditioning  atelier train projection train --planner models/planner --denoiser models/ldm
+                                            --data data/projection/train --val data/projection/val
+  describer   image → plan                atelier train describer train --data data/train --val data/val
 
 Common options: --config tiny|default, --device cpu|cuda, --resume, --steps N, --out DIR.
 \`/usr/bin/python3 training/<stage>.py --help\` lists a stage's options. The exit code is the script's.`;
