@@ -23,7 +23,7 @@ import torch  # noqa: E402
 import torch.nn as nn
 import torch.nn.functional as F
 
-from common import LossLog, pick_device, save_checkpoint, load_checkpoint
+from util import Log, save_checkpoint
 
 SPECIAL = ["[PAD]", "[UNK]", "<|user|>", "<|assistant|>", "<|critique|>", "<|end|>"]
 PLAN_TOKENS = ["<IMG_BEGIN>", "<STYLE>", "<LAYOUT>", "<OBJECT>", "<COLOR>", "<MATERIAL>", "<LIGHTING>",
@@ -211,6 +211,11 @@ def model_config(name, vocab_size):
 
 
 # ---------------------------------------------------------------- training
+def load_checkpoint(folder):
+    path = os.path.join(folder, "last.pt")
+    return torch.load(path, map_location="cpu") if os.path.exists(path) else None
+
+
 def augment(tokens, loss_mask, generator, unk):
     """Unknown-word robustness: user words become [UNK] (WORD_DROPOUT) and stray [UNK]s are inserted
     (UNK_INSERTION), as unseen phrasing would produce; plan tokens (learned targets) are never touched."""
@@ -249,7 +254,9 @@ def batches(encoded, batch, generator, unk):
 
 def train(args):
     torch.manual_seed(args.seed)
-    device = pick_device(args.device)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: this PyTorch sees no CUDA device")
+    device = torch.device(args.device)
     conversations = [json.loads(line) for line in open(args.corpus)]
     os.makedirs(args.out, exist_ok=True)
     state = load_checkpoint(args.out) if args.resume else None
@@ -267,7 +274,8 @@ def train(args):
     encoded = [encode_conversation(c, vocab) for c in conversations]
     generator = torch.Generator().manual_seed(args.seed + step)
     stream = batches(encoded, hp["batch"], generator, vocab["[UNK]"])
-    log = LossLog(os.path.join(args.log_dir, "planner"), resume=bool(state))
+    os.makedirs(os.path.join(args.log_root, "logs"), exist_ok=True)
+    log = Log(args.log_root, "planner", state["step"] if state else None)
     warmup = max(1, steps // 20)
     print(f"planner: {sum(p.numel() for p in model.parameters())} parameters, vocab {len(vocab)}, "
           f"{len(encoded)} conversations, steps {step}->{steps}", flush=True)
@@ -288,14 +296,14 @@ def train(args):
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         step += 1
-        log.add(step, loss=loss.item(), lr=lr)
         if step % 50 == 0 or step == steps:
             wall += time.time() - tick
             tick = time.time()
-            print(f"step {step} loss {loss.item():.4f} lr {lr:.2e} wall {wall:.0f}s", flush=True)
-            save_checkpoint(args.out, dict(model=model.state_dict(), opt=opt.state_dict(), step=step, wall=wall,
-                                           vocab=vocab, config=config, corpus=args.corpus, seed=args.seed))
-            log.plot()
+            log.write(step=step, loss=loss.item(), lr=lr, wall=round(wall))
+            save_checkpoint(os.path.join(args.out, "last.pt"),
+                            dict(model=model.state_dict(), opt=opt.state_dict(), step=step, wall=wall, vocab=vocab,
+                                 config=config, corpus=args.corpus, seed=args.seed))
+            log.plot(["loss"], "planner")
 
 
 # ---------------------------------------------------------------- export (transformers.js layout)
@@ -385,7 +393,7 @@ def main():
     t.add_argument("--steps", type=int, default=0)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="cpu")
-    t.add_argument("--log-dir", default="training/logs")
+    t.add_argument("--log-root", default="training", help="logs go to LOG_ROOT/logs/planner.{jsonl,png}")
     t.add_argument("--resume", action="store_true")
     e = sub.add_parser("export")
     e.add_argument("--ckpt", default="training/checkpoints/planner")
