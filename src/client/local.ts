@@ -7,9 +7,8 @@ import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { invalid } from "../errors.ts";
 import type { Engine } from "../service/engine.ts";
-import { NativeEngine } from "../service/native-engine.ts";
 import { AtelierService } from "../service/service.ts";
-import { configFromEnv } from "../service/start.ts";
+import { configFromEnv, loadEngine, modelFolders } from "../service/start.ts";
 import { AtelierClient } from "./client.ts";
 
 export interface LocalOptions {
@@ -19,16 +18,14 @@ export interface LocalOptions {
 }
 
 /** The model folders `atelier serve` would use with these options and environment. */
-export function modelFolders(options: LocalOptions = {}) {
+export function localModelFolders(options: LocalOptions = {}) {
   const config = configFromEnv({
     ...process.env,
     ...(options.models === undefined ? {} : { ATELIER_MODELS: options.models }),
   });
   return {
+    ...modelFolders(config),
     root: config.modelsRoot,
-    ldm: config.ldm ?? join(config.modelsRoot, "ldm"),
-    planner: config.planner ?? join(config.modelsRoot, "planner"),
-    projection: config.projection ?? join(config.modelsRoot, "projection"),
     describer: resolve(process.env.ATELIER_DESCRIBER ?? join(config.modelsRoot, "describer")),
     threads: options.threads ?? config.threads,
   };
@@ -36,15 +33,10 @@ export function modelFolders(options: LocalOptions = {}) {
 
 /** Loads the engine the service would run; a missing diffusion model folder names the `models` option. */
 export async function loadLocalEngine(options: LocalOptions = {}): Promise<Engine> {
-  const folders = modelFolders(options);
+  const folders = localModelFolders(options);
   if (!existsSync(folders.ldm))
     throw invalid("models", `no diffusion model folder at ${folders.ldm} (set --models or ATELIER_MODELS)`);
-  return NativeEngine.load({
-    ldm: folders.ldm,
-    planner: existsSync(folders.planner) ? folders.planner : null,
-    projection: existsSync(folders.projection) ? folders.projection : null,
-    threads: folders.threads,
-  });
+  return loadEngine(folders, folders.threads);
 }
 
 export interface LocalService {
@@ -62,7 +54,7 @@ export async function openLocalService(options: LocalOptions & { dataDir: string
   return {
     service,
     client: AtelierClient.inProcess(service),
-    describer: modelFolders(options).describer,
+    describer: localModelFolders(options).describer,
     close: () => service.close(),
   };
 }

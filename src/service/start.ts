@@ -74,10 +74,34 @@ function folderStatus(path: string): ModelStatus {
   return existsSync(path) ? { status: "loaded", path } : { status: "missing", reason: `no folder ${path}` };
 }
 
+export interface ModelFolders {
+  ldm: string;
+  planner: string;
+  projection: string;
+}
+
+/** The model folders a configuration names (explicit folders, else the models root's ldm/planner/projection). */
+export function modelFolders(config: ServiceConfig): ModelFolders {
+  return {
+    ldm: resolve(config.ldm ?? resolve(config.modelsRoot, "ldm")),
+    planner: resolve(config.planner ?? resolve(config.modelsRoot, "planner")),
+    projection: resolve(config.projection ?? resolve(config.modelsRoot, "projection")),
+  };
+}
+
+/** The engine over those folders: the planner and the projection are used when their folders exist. */
+export function loadEngine(folders: ModelFolders, threads?: number): Promise<Engine> {
+  return NativeEngine.load({
+    ldm: folders.ldm,
+    planner: existsSync(folders.planner) ? folders.planner : null,
+    projection: existsSync(folders.projection) ? folders.projection : null,
+    threads,
+  });
+}
+
 export async function startServer(config: ServiceConfig): Promise<RunningServer> {
-  const ldm = resolve(config.ldm ?? resolve(config.modelsRoot, "ldm"));
-  const planner = resolve(config.planner ?? resolve(config.modelsRoot, "planner"));
-  const projection = resolve(config.projection ?? resolve(config.modelsRoot, "projection"));
+  const folders = modelFolders(config);
+  const { ldm, planner, projection } = folders;
   const models: Record<string, ModelStatus> = {
     ldm: folderStatus(ldm),
     planner: folderStatus(planner),
@@ -87,12 +111,7 @@ export async function startServer(config: ServiceConfig): Promise<RunningServer>
   let engineProblem: string | undefined;
   if (existsSync(ldm)) {
     try {
-      engine = await NativeEngine.load({
-        ldm,
-        planner: existsSync(planner) ? planner : null,
-        projection: existsSync(projection) ? projection : null,
-        threads: config.threads,
-      });
+      engine = await loadEngine(folders, config.threads);
     } catch (error) {
       engineProblem = (error as Error).message;
       models.ldm = { status: "missing", reason: engineProblem };
