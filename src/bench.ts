@@ -5,6 +5,7 @@
  * images per second, peak RSS and the ONNX Runtime settings. A benchmark, never a test: figures go to
  * BENCHMARKS.md with the machine and the date.
  */
+import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { availableParallelism, cpus, loadavg } from "node:os";
 import { join } from "node:path";
@@ -12,6 +13,7 @@ import { encodePromptPair, loadDiffusionModel, txt2img } from "../pipelines/inde
 import { Planner } from "../planner/planner.ts";
 import { loadProjection } from "../projection/projection.ts";
 import { DEFAULTS } from "./defaults.ts";
+import { AtelierError } from "./errors.ts";
 
 export interface BenchOptions {
   models: string;
@@ -19,6 +21,17 @@ export interface BenchOptions {
   steps: number;
   threads: number;
   prompt: string;
+  /** Also run training/bench_torch.py (PyTorch eager, same weights, batch, steps and threads). */
+  compareTorch?: boolean;
+}
+
+export interface TorchComparison {
+  torch: string;
+  /** p50 of one denoiser call at batch 2, ms: PyTorch eager and ONNX Runtime. */
+  torchCallMs: number;
+  ortCallMs: number;
+  /** How many times faster ONNX Runtime is. */
+  speedup: number;
 }
 
 export interface StageFigure {
@@ -48,6 +61,7 @@ export interface BenchReport {
   diffusionShare: number;
   peakRssMb: number;
   planTokens: number;
+  compareTorch?: TorchComparison;
 }
 
 function quantile(sorted: number[], q: number): number {
@@ -129,6 +143,8 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
       .filter((name) => name !== "total")
       .map((name) => [name, figure(name)]),
   );
+  const ortCallMs = p50("denoiser_calls") / options.steps;
+  const compareTorch = options.compareTorch ? runTorch(options, ortCallMs) : undefined;
   const txt2imgTime = p50("denoiser_calls") + p50("denoise_loop") + p50("pipeline_setup") + p50("vae_decode");
   return {
     machine: {
@@ -152,6 +168,37 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
     diffusionShare: (100 * txt2imgTime) / total,
     peakRssMb: process.resourceUsage().maxRSS / 1024,
     planTokens,
+    compareTorch,
+  };
+}
+
+function runTorch(options: BenchOptions, ortCallMs: number): TorchComparison {
+  const python = process.env.ATELIER_PYTHON ?? "/usr/bin/python3";
+  const script = new URL("../training/bench_torch.py", import.meta.url).pathname;
+  const args = [script, "--ldm", join(options.models, "ldm"), "--steps", String(options.steps)];
+  args.push(
+    "--runs",
+    String(Math.max(3, Math.floor(options.runs / 2))),
+    "--threads",
+    String(options.threads),
+    "--json",
+  );
+  const run = spawnSync(python, args, {
+    encoding: "utf8",
+    cwd: new URL("../training/", import.meta.url).pathname,
+  });
+  if (run.status !== 0) {
+    throw new AtelierError(`training/bench_torch.py failed: ${run.stderr || run.error?.message}`, {
+      status: 500,
+      code: "bench_torch_failed",
+    });
+  }
+  const result = JSON.parse(run.stdout.trim().split("\n").at(-1)!) as { torch: string; call_ms_p50: number };
+  return {
+    torch: result.torch,
+    torchCallMs: result.call_ms_p50,
+    ortCallMs,
+    speedup: result.call_ms_p50 / ortCallMs,
   };
 }
 
@@ -175,5 +222,12 @@ export function benchText(report: BenchReport): string {
     `pipeline overhead outside the denoiser and VAE: ${report.pipelineOverhead.toFixed(2)} % of txt2img`,
   );
   lines.push(`peak RSS ${report.peakRssMb.toFixed(0)} MB`);
+  const torch = report.compareTorch;
+  if (torch) {
+    lines.push(
+      `denoiser call, batch 2: ONNX Runtime ${torch.ortCallMs.toFixed(2)} ms vs PyTorch ${torch.torch} eager ` +
+        `${torch.torchCallMs.toFixed(2)} ms → ONNX Runtime ${torch.speedup.toFixed(2)}× faster`,
+    );
+  }
   return lines.join("\n");
 }

@@ -5,11 +5,13 @@ import { benchText, runBench } from "../bench.ts";
 import { DEFAULTS } from "../defaults.ts";
 import { invalid } from "../errors.ts";
 
-export const usage = `atelier bench [--runs 20] [--steps ${DEFAULTS.steps}] [--threads N] [--models models] [--prompt "…"] [--json]
+export const usage = `atelier bench [--runs 20] [--steps ${DEFAULTS.steps}] [--threads N] [--models models] [--prompt "…"] [--json] [--compare-torch]
 
 Profiles single-pass generations stage by stage (planning, hidden states, projection, denoiser calls, the
 loop around them, pipeline setup, VAE decode): p50/p95 over --runs, each stage's share, images/s, peak RSS
-and the ONNX Runtime settings. --threads: intra-op threads of the diffusion sessions (default: all cores).`;
+and the ONNX Runtime settings. --threads: intra-op threads of the diffusion sessions (default: all cores).
+--compare-torch also runs training/bench_torch.py (PyTorch eager on the same U-Net weights, batch 2, steps and
+threads; needs /usr/bin/python3 with torch, or $ATELIER_PYTHON) and prints how many times faster ONNX Runtime is.`;
 
 function positive(field: string, value: string | undefined, fallback: number): number {
   if (value === undefined) return fallback;
@@ -29,6 +31,7 @@ export async function run(argv: string[]): Promise<number> {
       models: { type: "string" },
       prompt: { type: "string" },
       json: { type: "boolean" },
+      "compare-torch": { type: "boolean" },
     },
     strict: true,
   });
@@ -38,6 +41,7 @@ export async function run(argv: string[]): Promise<number> {
     steps: positive("steps", values.steps, DEFAULTS.steps),
     threads: positive("threads", values.threads, availableParallelism()),
     prompt: values.prompt ?? "three yellow stars above a blue square on a black background",
+    compareTorch: values["compare-torch"] ?? false,
   });
   console.log(values.json ? JSON.stringify(report, null, 2) : benchText(report));
   return 0;
