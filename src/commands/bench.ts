@@ -4,6 +4,7 @@ import { parseArgs } from "node:util";
 import { benchText, runBench } from "../bench.ts";
 import { DEFAULTS } from "../defaults.ts";
 import { invalid } from "../errors.ts";
+import { loadText, runLoad } from "../load.ts";
 
 export const usage = `atelier bench [--runs 20] [--steps ${DEFAULTS.steps}] [--threads N] [--models models] [--prompt "…"] [--json] [--compare-torch]
 
@@ -11,7 +12,11 @@ Profiles single-pass generations stage by stage (planning, hidden states, projec
 loop around them, pipeline setup, VAE decode): p50/p95 over --runs, each stage's share, images/s, peak RSS
 and the ONNX Runtime settings. --threads: intra-op threads of the diffusion sessions (default: all cores).
 --compare-torch also runs training/bench_torch.py (PyTorch eager on the same U-Net weights, batch 2, steps and
-threads; needs /usr/bin/python3 with torch, or $ATELIER_PYTHON) and prints how many times faster ONNX Runtime is.`;
+threads; needs /usr/bin/python3 with torch, or $ATELIER_PYTHON) and prints how many times faster ONNX Runtime is.
+
+atelier bench --load http://127.0.0.1:8787 [--requests 100] [--concurrency 16] [--seconds 120] [--json]
+  Loopback load generator against POST /v1/images/generations of a running server ($ATELIER_API_KEY as
+  bearer token): throughput, p50/p95 latency, share of 429 answers, errors and lost requests (exit 1 if any).`;
 
 function positive(field: string, value: string | undefined, fallback: number): number {
   if (value === undefined) return fallback;
@@ -32,9 +37,25 @@ export async function run(argv: string[]): Promise<number> {
       prompt: { type: "string" },
       json: { type: "boolean" },
       "compare-torch": { type: "boolean" },
+      load: { type: "string" },
+      requests: { type: "string" },
+      concurrency: { type: "string" },
+      seconds: { type: "string" },
     },
     strict: true,
   });
+  if (values.load) {
+    const load = await runLoad({
+      url: values.load,
+      requests: positive("requests", values.requests, 100),
+      concurrency: positive("concurrency", values.concurrency, 16),
+      seconds: positive("seconds", values.seconds, 120),
+      apiKey: process.env.ATELIER_API_KEY,
+      prompt: values.prompt ?? "a red star at the top left",
+    });
+    console.log(values.json ? JSON.stringify(load, null, 2) : loadText(load));
+    return load.errors === 0 && load.lost === 0 ? 0 : 1;
+  }
   const report = await runBench({
     models: resolve(values.models ?? process.env.ATELIER_MODELS ?? "models"),
     runs: positive("runs", values.runs, 20),
