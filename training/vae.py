@@ -32,7 +32,8 @@ CONFIGS = {
                     warmup=200, decoder_lr=5e-4, beta=1e-5, edge=0.5, log_every=50, eval_every=500, n_eval=512),
     # v2: the decoder gains identity-initialised blocks at 16×16 and 32×32 and a 64×64 refinement stage (so
     # it starts as the default decoder); full images only, L1 weighted up near the original's edges (soft
-    # edges and faint outlines cost the detector the most: flat read as watercolor, stars as diamonds), no L2 (it rewards blur). Trained with
+    # edges and faint outlines cost the detector the most: flat read as watercolor, stars as diamonds), no L2
+    # (it rewards blur). Trained with
     # `--init vae-default-decoder.pt` (all weights, new latent space): 3000 steps, 0.6 s/step on 1 thread,
     # val-r PSNR 35.4 dB and detector agreement 0.89 (default: 33.4 dB, 0.82); frozen-encoder fine-tuning
     # (--decoder-only) gained nothing in 500 steps. Still short of 0.99: more steps keep improving it.
@@ -49,8 +50,7 @@ ARCH_DEFAULTS = dict(extra=0, refine=0)
 class ResBlock(nn.Module):
     """`zero`: the last convolution starts at zero, so the block starts as the identity (blocks added to a
     trained network leave its output unchanged at first). No normalisation anywhere (as in TAESD): the
-    network is local, with no statistics over the image, so
-    training on crops is training on full images; in a 400-step comparison it also learned fastest
+    network is local, with no statistics over the image, so training on crops is training on full images; in a 400-step comparison it also learned fastest
     (val PSNR 24.6 dB vs 22.9 dB with GroupNorm)."""
 
     def __init__(self, c, zero=False):
