@@ -50,7 +50,8 @@ ARCH_DEFAULTS = dict(extra=0, refine=0)
 class ResBlock(nn.Module):
     """`zero`: the last convolution starts at zero, so the block starts as the identity (blocks added to a
     trained network leave its output unchanged at first). No normalisation anywhere (as in TAESD): the
-    network is local, with no statistics over the image, so training on crops is training on full images; in a 400-step comparison it also learned fastest
+    network is local, with no statistics over the image, so training on crops is training on full images; in
+    a 400-step comparison it also learned fastest
     (val PSNR 24.6 dB vs 22.9 dB with GroupNorm)."""
 
     def __init__(self, c, zero=False):
