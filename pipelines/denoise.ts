@@ -10,7 +10,7 @@ import { AtelierError, invalid } from "../src/errors.ts";
 import { applyGuidance, checkGuidance, usesGuidance } from "./guidance.ts";
 import { createImage, type RgbImage } from "./image.ts";
 import type { Conditioning, Denoiser, DiffusionModel } from "./model-folder.ts";
-import { type NoiseSource, seedsFor } from "./random.ts";
+import { BatchNoise, type NoiseSource, STREAM, seedsFor } from "./random.ts";
 import { createScheduler, type Scheduler, type SchedulerName } from "./schedulers/index.ts";
 
 export interface StepEvent {
@@ -292,6 +292,22 @@ export function imagesToPixels(images: RgbImage[]): Float32Array {
     }
   });
   return out;
+}
+
+/**
+ * img2img / inpaint, stage 4: the input image's VAE latents, once per image of the batch (each drawing its
+ * posterior sample from its own seed's VAE stream), and the time it took.
+ */
+export async function encodeInputImage(
+  model: DiffusionModel,
+  image: RgbImage,
+  opts: CheckedOptions,
+): Promise<{ latents: Float32Array; encode: number }> {
+  const start = performance.now();
+  const pixels = imagesToPixels(Array.from({ length: opts.batch }, () => image));
+  const noise = new BatchNoise(opts.seeds, STREAM.vae);
+  const latents = await model.encodeImages(pixels, opts.batch, opts.height, opts.width, noise);
+  return { latents, encode: since(start) };
 }
 
 /** img2img / inpaint: the input must be an RGB image of the output size. */

@@ -11,9 +11,9 @@ import {
   checkSameSize,
   decodeImages,
   denoiseLoop,
+  encodeInputImage,
   type GenerateOptions,
   type GenerateResult,
-  imagesToPixels,
   makeScheduler,
   prepareDenoiser,
   since,
@@ -51,16 +51,7 @@ export async function img2img(
   // 3. Timesteps: the last ⌊steps·strength⌋ of the schedule (set in stage 1, where strength is checked).
 
   // 4. Latents: the image's latents noised to the first timestep, x_t = q(x_t | x₀).
-  const encodeStart = performance.now();
-  const pixels = imagesToPixels(Array.from({ length: opts.batch }, () => image));
-  const initLatents = await model.encodeImages(
-    pixels,
-    opts.batch,
-    opts.height,
-    opts.width,
-    new BatchNoise(opts.seeds, STREAM.vae),
-  );
-  const encode = since(encodeStart);
+  const { latents: initLatents, encode } = await encodeInputImage(model, image, opts);
   const noise = new Float32Array(initLatents.length);
   new BatchNoise(opts.seeds, STREAM.latents).fillNormal(noise);
   const latents = scheduler.addNoise(initLatents, noise, timesteps[0]!);

@@ -17,9 +17,9 @@ import {
   checkSameSize,
   decodeImages,
   denoiseLoop,
+  encodeInputImage,
   type GenerateOptions,
   type GenerateResult,
-  imagesToPixels,
   makeScheduler,
   prepareDenoiser,
   since,
@@ -96,16 +96,7 @@ export async function inpaint(
 
   // 4. Latents: the image's latents, the latent mask, and the starting point — pure noise at full
   //    strength (diffusers' is_strength_max), else the image noised to the first timestep.
-  const encodeStart = performance.now();
-  const pixels = imagesToPixels(Array.from({ length: opts.batch }, () => image));
-  const imageLatents = await model.encodeImages(
-    pixels,
-    opts.batch,
-    opts.height,
-    opts.width,
-    new BatchNoise(opts.seeds, STREAM.vae),
-  );
-  const encode = since(encodeStart);
+  const { latents: imageLatents, encode } = await encodeInputImage(model, image, opts);
   const m = latentMask(mask, model.vaeScaleFactor, model.latentChannels, opts.batch);
   const noise = new Float32Array(imageLatents.length);
   new BatchNoise(opts.seeds, STREAM.latents).fillNormal(noise);
