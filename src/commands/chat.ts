@@ -9,6 +9,7 @@ import { ProgressView } from "../client/terminal.ts";
 import { AtelierError } from "../errors.ts";
 import type { SessionState } from "../service/engine.ts";
 import { parseInput, SessionMessage } from "../service/schemas.ts";
+import { numeric } from "./generate.ts";
 
 export const usage = `atelier chat [--out-dir DIR] [--seed N] [--steps N] [--guidance G] [--sampler NAME] [--rounds N]
              [--models DIR]
@@ -26,13 +27,6 @@ interface Turn {
   state: SessionState;
   file: string | null;
 }
-
-const numeric = (value: string | undefined) =>
-  value === undefined
-    ? undefined
-    : value.trim() !== "" && Number.isFinite(Number(value))
-      ? Number(value)
-      : value;
 
 export async function run(argv: string[]): Promise<number> {
   const { values } = parseArgs({

@@ -29,7 +29,7 @@ Progress goes to stderr (a bar on a terminal, one line per event when piped); th
 written files go to stdout. Exit codes: 0 done, 1 failed, 2 bad usage.`;
 
 /** A numeric flag as a number (what zod then checks, naming the flag); text stays text so zod names it. */
-const numeric = (value: string | undefined) =>
+export const numeric = (value: string | undefined) =>
   value === undefined
     ? undefined
     : value.trim() !== "" && Number.isFinite(Number(value))
