@@ -6,7 +6,7 @@
 import { readFileSync } from "node:fs";
 import { parsePlan } from "../evals/language/plan.ts";
 import type { Conversation } from "./corpus.ts";
-import type { Planner } from "./planner.ts";
+import type { Planner, PlanOptions } from "./planner.ts";
 
 export interface AccuracyReport {
   kinds: Record<string, { n: number; correct: number; accuracy: number }>;
@@ -21,6 +21,7 @@ export async function planAccuracy(
   planner: Planner,
   corpusPath: string,
   limit = Infinity,
+  options: PlanOptions = {},
 ): Promise<AccuracyReport> {
   const conversations = readFileSync(corpusPath, "utf8")
     .split("\n")
@@ -35,7 +36,7 @@ export async function planAccuracy(
     const expected = conversation.messages.at(-1)!.content;
     const context = conversation.messages.slice(0, -1);
     const started = performance.now();
-    const result = await planner.plan(context);
+    const result = await planner.plan(context, options);
     elapsed += performance.now() - started;
     parsed += 1; // plan() throws when the output does not parse
     const ok = JSON.stringify(result.scene) === JSON.stringify(parsePlan(expected));

@@ -5,7 +5,11 @@
  * of other LLMs (a word spread over several tokens, or several words in one token).
  */
 import { LogitsProcessor, type Tensor } from "@huggingface/transformers";
-import { createPlanGrammar, type PlanGrammar } from "../evals/language/plan-grammar.ts";
+import {
+  createPlanGrammar,
+  type PlanGrammar,
+  type PlanRestrictions,
+} from "../evals/language/plan-grammar.ts";
 
 /** Grammar state after the complete words of the generated text, plus the word still being written. */
 interface DecodeState {
@@ -60,7 +64,7 @@ function complete(state: DecodeState): boolean {
 }
 
 export class PlanGrammarProcessor extends LogitsProcessor {
-  private state: DecodeState = { grammar: createPlanGrammar(), partial: "" };
+  private state: DecodeState;
   private consumed = 0;
   /** Whether some token continues a word instead of starting one (BPE yes, word-level no). */
   private readonly continuable: boolean;
@@ -69,13 +73,16 @@ export class PlanGrammarProcessor extends LogitsProcessor {
    * @param pieces the text each token id appends to a sequence (see `tokenPieces`)
    * @param eosIds ids that end generation; allowed only once the plan is complete
    * @param promptLength tokens before the plan (the processor sees prompt + generated ids)
+   * @param restrictions what the plan may say beyond the grammar (grounded decoding, planner/grounding.ts)
    */
   constructor(
     private readonly pieces: readonly string[],
     private readonly eosIds: readonly number[],
     private readonly promptLength: number,
+    restrictions?: PlanRestrictions,
   ) {
     super();
+    this.state = { grammar: createPlanGrammar(restrictions), partial: "" };
     this.continuable = pieces.some((piece) => piece.length > 0 && !isSpace(piece[0]!));
   }
 

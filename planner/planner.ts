@@ -8,6 +8,7 @@ import { parsePlan, printPlan } from "../evals/language/plan.ts";
 import type { Scene } from "../evals/scene.ts";
 import { AtelierError, invalid } from "../src/errors.ts";
 import { PlanGrammarProcessor } from "./constrained.ts";
+import { groundingFor } from "./grounding.ts";
 import { type DecoderLLM, encode, loadDecoderLLM } from "./llm.ts";
 import { repairScene } from "./repair.ts";
 
@@ -24,6 +25,11 @@ export interface PlanOptions {
   topP?: number;
   /** Seed for sampling (uint32); the same seed gives the same plan. */
   seed?: number;
+  /**
+   * Grounded decoding (default true): the plan may only use values the conversation gives evidence for
+   * (planner/grounding.ts). False leaves only the grammar.
+   */
+  grounded?: boolean;
   /** Called with the text of each generated token as it is produced. */
   onToken?: (text: string) => void;
 }
@@ -206,7 +212,8 @@ export class Planner {
     const pieces = this.tokenPieces();
     const eos = this.llm.config.eos_token_id ?? [];
     const eosIds = Array.isArray(eos) ? eos : [eos];
-    const processor = new PlanGrammarProcessor(pieces, eosIds, promptLength);
+    const restrictions = options.grounded === false ? undefined : groundingFor(messages);
+    const processor = new PlanGrammarProcessor(pieces, eosIds, promptLength, restrictions);
     const sampling = (options.temperature ?? 0) > 0;
     if (sampling) random.seed(options.seed ?? 0);
     const output = (await this.llm.model.generate({

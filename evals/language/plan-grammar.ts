@@ -109,6 +109,27 @@ function shared(key: string, make: () => string[]): ReadonlySet<string> {
 }
 const one = (token: string) => shared(`=${token}`, () => [token]);
 
+/**
+ * Optional limits on what a plan may say, on top of the grammar (the planner's grounded decoding: only
+ * values the conversation gives evidence for). A set restricts one slot's words; `groups` bounds the number
+ * of object groups. A restriction that would leave a slot with no word is ignored for that slot, so a
+ * restricted grammar still always reaches a complete plan.
+ */
+export interface PlanRestrictions {
+  styles?: ReadonlySet<Style>;
+  /** First words of a layout item: top, bottom, left, right, center, anywhere, above, below. */
+  places?: ReadonlySet<string>;
+  counts?: ReadonlySet<number>;
+  sizes?: ReadonlySet<Size>;
+  shapes?: ReadonlySet<Shape>;
+  colors?: ReadonlySet<Color>;
+  backgrounds?: ReadonlySet<Background>;
+  lightings?: ReadonlySet<Lighting>;
+  groups?: { min: number; max: number };
+  /** Values fixed for group i (0-based), when the conversation states them for that group. */
+  perGroup?: { count?: number; size?: Size; shape?: Shape; color?: Color }[];
+}
+
 /** The fields collected while parsing; complete once `done`. */
 export interface PlanFields {
   style?: Style;
@@ -130,13 +151,18 @@ export class PlanGrammar {
   private pendingCount = 0;
   private pendingSize: Size = "small";
   private total = 0;
+  constructor(
+    private readonly restrictions: PlanRestrictions = {},
+    /** Restricted copies of the shared sets, per shared set; clones share it (their restrictions are the same). */
+    private readonly narrowed = new Map<ReadonlySet<string>, Map<string, ReadonlySet<string>>>(),
+  ) {}
 
   get done(): boolean {
     return this.phase === "done";
   }
 
   clone(): PlanGrammar {
-    const copy = new PlanGrammar();
+    const copy = new PlanGrammar(this.restrictions, this.narrowed);
     copy.phase = this.phase;
     copy.position = this.position;
     copy.fields.style = this.fields.style;
@@ -188,6 +214,65 @@ export class PlanGrammar {
 
   /** The exact set of tokens that may come next (empty once done). Shared: do not mutate. */
   allowed(): ReadonlySet<string> {
+    const base = this.grammarAllows();
+    const restriction = this.restrictionFor();
+    if (!restriction) return base;
+    let byKey = this.narrowed.get(base);
+    if (!byKey) {
+      byKey = new Map();
+      this.narrowed.set(base, byKey);
+    }
+    let set = byKey.get(restriction.key);
+    if (!set) {
+      const kept = [...base].filter(restriction.keep);
+      set = kept.length > 0 ? new Set(kept) : base;
+      byKey.set(restriction.key, set);
+    }
+    return set;
+  }
+
+  /** The restriction of the current slot as a word filter (with a cache key), if any. */
+  private restrictionFor(): { key: string; keep: (word: string) => boolean } | null {
+    const r = this.restrictions;
+    const objectIndex = this.fields.objects.length;
+    const group = r.perGroup?.[this.phase === "color" ? this.fields.colors.length : objectIndex];
+    const within = <T extends string>(key: string, only: T | undefined, set: ReadonlySet<T> | undefined) => {
+      if (only !== undefined) return { key: `${key}=${only}`, keep: (word: string) => word === only };
+      return set ? { key, keep: (word: string) => set.has(word as T) } : null;
+    };
+    switch (this.phase) {
+      case "style":
+        return within("style", undefined, r.styles);
+      case "place":
+        return within("place", undefined, r.places);
+      case "count": {
+        const only = group?.count;
+        if (only !== undefined) return { key: `count=${only}`, keep: (w) => w === NUMBER_WORDS[only - 1] };
+        return r.counts
+          ? { key: "count", keep: (w) => r.counts!.has(NUMBER_WORDS.indexOf(w as never) + 1) }
+          : null;
+      }
+      case "size":
+        return within("size", group?.size, r.sizes);
+      case "shape": {
+        const only = group?.shape;
+        const singular = (w: string) =>
+          (this.pendingCount === 1 ? w : SHAPES[PLURAL_SHAPES.indexOf(w)]) as Shape;
+        if (only !== undefined) return { key: `shape=${only}`, keep: (w) => singular(w) === only };
+        return r.shapes ? { key: "shape", keep: (w) => r.shapes!.has(singular(w)) } : null;
+      }
+      case "color":
+        return within("color", group?.color, r.colors);
+      case "background":
+        return within("background", undefined, r.backgrounds);
+      case "lighting":
+        return within("lighting", undefined, r.lightings);
+      default:
+        return null;
+    }
+  }
+
+  private grammarAllows(): ReadonlySet<string> {
     switch (this.phase) {
       case "begin":
         return one("<IMG_BEGIN>");
@@ -262,8 +347,18 @@ export class PlanGrammar {
    */
   private layoutEnd(more: string[]): ReadonlySet<string> {
     const count = this.groups + (this.phase === "layoutEnd" ? 0 : 1);
-    const canContinue = count < MAX_GROUPS;
-    const canClose = this.highestAnchor() <= count;
+    let canContinue = count < MAX_GROUPS;
+    let canClose = this.highestAnchor() <= count;
+    const bounds = this.restrictions.groups;
+    if (bounds) {
+      // Bounds yield to the grammar: a relation to a later group must still be declared.
+      const continueWithin = canContinue && count < bounds.max;
+      const closeWithin = canClose && count >= bounds.min;
+      if (continueWithin || closeWithin) {
+        canContinue = continueWithin;
+        canClose = closeWithin;
+      }
+    }
     return shared(`end/${more.join(",")}/${canContinue}/${canClose}`, () => [
       ...more,
       ...(canContinue ? [SEP] : []),
@@ -406,8 +501,8 @@ function describeAllowed(allowed: ReadonlySet<string>): string {
   return list.length === 1 ? list[0]! : `one of ${list.join(", ")}`;
 }
 
-export function createPlanGrammar(): PlanGrammar {
-  return new PlanGrammar();
+export function createPlanGrammar(restrictions?: PlanRestrictions): PlanGrammar {
+  return new PlanGrammar(restrictions);
 }
 
 /** Splits plan text into the grammar's tokens. */
