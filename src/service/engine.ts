@@ -6,6 +6,7 @@
  * belong to the job, not to the engine), numbers the events, stores them and streams them to clients.
  */
 import type { Mask, RgbImage } from "../../pipelines/image.ts";
+import { AtelierError } from "../errors.ts";
 
 /** Generation settings shared by fresh generations and edits (already validated by the routes). */
 export interface Settings {
@@ -43,6 +44,8 @@ export type EngineEventType = EngineEvent["type"];
 export interface RunContext {
   onEvent: (event: EngineEvent) => void;
   signal: AbortSignal;
+  /** The generation's id (the agent keys its loop's checkpoints by it); engines make one up when absent. */
+  id?: string;
 }
 
 /** One round of the generate → describe → critique → revise loop. */
@@ -61,7 +64,26 @@ export interface TraceRound {
   images: RgbImage[];
   /** Set by engines with a critic. */
   critique?: { agreement: number; text: string; data?: unknown } | null;
+  /** Edits: how the round keeps what the edit did not ask to change (src/agent/edit-strategy.ts). */
+  edit?: { strategy: string; reason: string; cells?: string[] };
+  /** Milliseconds per stage; the agent's per node (plan or revise, condition, sample, describe, critique). */
   timings: Record<string, number>;
+}
+
+/**
+ * A generation that failed after it had begun: the failure (message, status and code of the cause, the
+ * round and node it happened in) and the trace of the rounds that finished, which the service stores.
+ */
+export class GenerationFailedError extends AtelierError {
+  constructor(
+    message: string,
+    options: { status: number; code: string; param?: string | null },
+    readonly trace: TraceRound[],
+    readonly round: number,
+    readonly node: string,
+  ) {
+    super(message, options);
+  }
 }
 
 export interface GenerateResult {

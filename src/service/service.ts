@@ -12,13 +12,14 @@ import { join } from "node:path";
 import { CancelledError } from "../../pipelines/denoise.ts";
 import { type Mask, maskFromImage, type RgbImage } from "../../pipelines/image.ts";
 import { AtelierError } from "../errors.ts";
-import type {
-  EditSettings,
-  Engine,
-  GenerateRequest,
-  GenerateResult,
-  SessionState,
-  TraceRound,
+import {
+  type EditSettings,
+  type Engine,
+  type GenerateRequest,
+  type GenerateResult,
+  GenerationFailedError,
+  type SessionState,
+  type TraceRound,
 } from "./engine.ts";
 import { Metrics } from "./metrics.ts";
 import { type JobQueue, MemoryQueue } from "./queue.ts";
@@ -252,6 +253,7 @@ export class AtelierService {
     const engine = this.requireEngine();
     const context = {
       signal,
+      id: row.id,
       onEvent: (event: { type: string }) => this.emit(row.id, event.type, { ...event }),
     };
     try {
@@ -287,16 +289,32 @@ export class AtelierService {
       // An aborted signal says why the engine stopped: cancelled by request or shutdown, or timed out.
       const cause: unknown = signal.aborted ? signal.reason : error;
       const cancelled = cause instanceof AtelierError && cause.code === "cancelled";
-      this.fail(row.id, cancelled ? "cancelled" : "failed", cause, row.kind, performance.now() - started);
+      // A generation that failed part-way keeps the trace of the rounds it finished.
+      const trace = cause instanceof GenerationFailedError ? this.saveTrace(row, cause.trace) : undefined;
+      this.fail(
+        row.id,
+        cancelled ? "cancelled" : "failed",
+        cause,
+        row.kind,
+        performance.now() - started,
+        trace,
+      );
       throw cause;
     } finally {
       this.closeChannel(row.id);
     }
   }
 
-  private fail(id: string, status: GenerationStatus, error: unknown, kind: string, ms: number): void {
+  private fail(
+    id: string,
+    status: GenerationStatus,
+    error: unknown,
+    kind: string,
+    ms: number,
+    trace?: unknown[],
+  ): void {
     const info = errorInfo(error);
-    this.store.finishGeneration(id, status, { error: info });
+    this.store.finishGeneration(id, status, { error: info, trace });
     this.emit(id, "error", { status, error: info });
     this.closeChannel(id);
     this.metrics.jobs.inc({ kind, status });
@@ -321,10 +339,7 @@ export class AtelierService {
       return id;
     };
     const imageIds = result.images.map((image) => save(image, "output"));
-    const trace = result.trace.map((round: TraceRound) => ({
-      ...round,
-      images: round.images.map((image) => save(image, "trace")),
-    }));
+    const trace = this.saveTrace(row, result.trace, save);
     const summary = {
       plans: result.plans,
       images: imageIds.map((id, i) => ({ id, seed: result.seeds[i]! })),
@@ -363,6 +378,21 @@ export class AtelierService {
       }
     })();
     return summary;
+  }
+
+  /** The trace as stored: each round's images saved (each once), referenced by id. */
+  private saveTrace(
+    row: GenerationRow,
+    trace: TraceRound[],
+    save: (image: RgbImage, role: "trace") => string = (image, role) =>
+      this.store.saveImage(image, {
+        owner: row.owner,
+        generationId: row.id,
+        sessionId: row.session_id,
+        role,
+      }),
+  ): (Omit<TraceRound, "images"> & { images: string[] })[] {
+    return trace.map((round) => ({ ...round, images: round.images.map((image) => save(image, "trace")) }));
   }
 
   // Sessions.

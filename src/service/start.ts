@@ -9,6 +9,7 @@ import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { resolve } from "node:path";
 import { serve } from "@hono/node-server";
+import { AgentEngine } from "../agent/engine.ts";
 import { createApp, type ModelStatus } from "../server.ts";
 import { ApiKeys } from "./auth.ts";
 import type { Engine } from "./engine.ts";
@@ -18,12 +19,13 @@ import { AtelierService } from "./service.ts";
 export interface ServiceConfig {
   port: number;
   host: string;
-  /** Root of the embedded model folders (ldm/, planner/, projection/). */
+  /** Root of the embedded model folders (ldm/, planner/, projection/, describer/). */
   modelsRoot: string;
-  /** Override folders (default: modelsRoot/ldm, modelsRoot/planner, modelsRoot/projection). */
+  /** Override folders (default: modelsRoot/ldm, modelsRoot/planner, modelsRoot/projection, modelsRoot/describer). */
   ldm?: string;
   planner?: string;
   projection?: string;
+  describer?: string;
   dataDir: string;
   apiKeys: string[];
   concurrency: number;
@@ -52,6 +54,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ServiceConf
     ldm: env.ATELIER_LDM,
     planner: env.ATELIER_PLANNER,
     projection: env.ATELIER_PROJECTION,
+    describer: env.ATELIER_DESCRIBER,
     dataDir: resolve(env.ATELIER_DATA ?? ".atelier"),
     apiKeys: (env.ATELIER_API_KEYS ?? "").split(",").filter((k) => k.trim()),
     concurrency: Math.max(1, int("ATELIER_CONCURRENCY", 1)),
@@ -78,6 +81,7 @@ export interface ModelFolders {
   ldm: string;
   planner: string;
   projection: string;
+  describer: string;
 }
 
 /** The model folders a configuration names (explicit folders, else the models root's ldm/planner/projection). */
@@ -86,11 +90,23 @@ export function modelFolders(config: ServiceConfig): ModelFolders {
     ldm: resolve(config.ldm ?? resolve(config.modelsRoot, "ldm")),
     planner: resolve(config.planner ?? resolve(config.modelsRoot, "planner")),
     projection: resolve(config.projection ?? resolve(config.modelsRoot, "projection")),
+    describer: resolve(config.describer ?? resolve(config.modelsRoot, "describer")),
   };
 }
 
-/** The engine over those folders: the planner and the projection are used when their folders exist. */
+/**
+ * The engine over those folders: with a planner and a describer, the critique-loop agent; otherwise the
+ * single-pass engine. The planner and the projection are used when their folders exist.
+ */
 export function loadEngine(folders: ModelFolders, threads?: number): Promise<Engine> {
+  if (existsSync(folders.planner) && existsSync(folders.describer))
+    return AgentEngine.load({
+      ldm: folders.ldm,
+      planner: folders.planner,
+      projection: existsSync(folders.projection) ? folders.projection : null,
+      describer: folders.describer,
+      threads,
+    });
   return NativeEngine.load({
     ldm: folders.ldm,
     planner: existsSync(folders.planner) ? folders.planner : null,
@@ -101,11 +117,12 @@ export function loadEngine(folders: ModelFolders, threads?: number): Promise<Eng
 
 export async function startServer(config: ServiceConfig): Promise<RunningServer> {
   const folders = modelFolders(config);
-  const { ldm, planner, projection } = folders;
+  const { ldm, planner, projection, describer } = folders;
   const models: Record<string, ModelStatus> = {
     ldm: folderStatus(ldm),
     planner: folderStatus(planner),
     projection: folderStatus(projection),
+    describer: folderStatus(describer),
   };
   let engine: Engine | null = null;
   let engineProblem: string | undefined;

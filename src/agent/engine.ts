@@ -1,0 +1,625 @@
+/**
+ * The agent engine: generations and edits through the critique loop (primer, "Iterative Refinement with
+ * LLM-in-the-Loop"). Each round renders the plan, the describer re-describes the image in the plan format,
+ * the critic compares it field by field with the target plan, and — unless they agree or the round limit
+ * is reached — the planner revises the plan from the critique (its trained revision mode) and the next
+ * round resamples. The best round by agreement is returned (ties: the earliest); every round is in the trace.
+ *
+ * Resampling rules (kept simple on purpose):
+ * - seeds: round r uses seed + (r − 1)·n for its first image (image i adds i), so a round never repeats the
+ *   noise of an earlier one;
+ * - guidance: kept, except after a critique that finds objects missing (a missing group, or fewer of a
+ *   kind than planned), which raises it by GUIDANCE_STEP, at most GUIDANCE_MAX_RAISE above the request's;
+ * - every round is critiqued against round 1's plan, so agreements compare on one scale; a revised plan
+ *   is conditioned in the original conversation (the context the projection was trained on).
+ *
+ * Edits choose how to keep what the user did not ask to change (edit-strategy.ts) and run the same loop.
+ */
+import { randomUUID } from "node:crypto";
+import { parsePlan } from "../../evals/language/plan.ts";
+import type { Scene } from "../../evals/scene.ts";
+import { CancelledError, throwIfAborted } from "../../pipelines/denoise.ts";
+import type { Mask, RgbImage } from "../../pipelines/image.ts";
+import { type DiffusionModel, loadDiffusionModel } from "../../pipelines/model-folder.ts";
+import { randomSeed } from "../../pipelines/random.ts";
+import { SCHEDULER_NAMES } from "../../pipelines/schedulers/index.ts";
+import { type ChatMessage, MAX_PROMPT_CHARS, Planner } from "../../planner/planner.ts";
+import { loadProjection, type ProjectedConditioning, type Projection } from "../../projection/projection.ts";
+import { DEFAULTS } from "../defaults.ts";
+import { AtelierError, invalid } from "../errors.ts";
+import {
+  type EditMessage,
+  type EditSettings,
+  type Engine,
+  type EngineInfo,
+  type GenerateRequest,
+  type GenerateResult,
+  GenerationFailedError,
+  type RunContext,
+  type SessionState,
+  type Settings,
+  type TraceRound,
+} from "../service/engine.ts";
+import {
+  type Conditioned,
+  captionForScene,
+  conditionPlan,
+  DEFAULT_STRENGTH,
+  type Models,
+  type Planned,
+  planConversation,
+  plannedFromPlan,
+  type Source,
+  samplePass,
+  sessionConversation,
+  since,
+} from "../service/generation.ts";
+import { critique } from "./critic.ts";
+import { type Describer, type LearnedDescriber, loadDescriber } from "./describer.ts";
+import { cellMask, chooseEditStrategy } from "./edit-strategy.ts";
+import {
+  compileLoop,
+  type LoopStateType,
+  type LoopUpdate,
+  NODES,
+  type NodeFn,
+  type NodeName,
+  type RoundCritique,
+  type RoundRecord,
+  stepsFor,
+} from "./loop.ts";
+
+export const DEFAULT_ROUNDS = 3;
+export const MAX_ROUNDS = 8;
+export const GUIDANCE_STEP = 1;
+export const GUIDANCE_MAX_RAISE = 3;
+/** Finished loops whose checkpoints are kept (for inspection), oldest dropped first. */
+const KEPT_THREADS = 16;
+
+/** `rounds` of a request: an integer in [1, MAX_ROUNDS], default DEFAULT_ROUNDS. */
+export function checkRounds(rounds: number | undefined): number {
+  if (rounds === undefined) return DEFAULT_ROUNDS;
+  if (!Number.isInteger(rounds) || rounds < 1 || rounds > MAX_ROUNDS)
+    throw invalid("rounds", `must be an integer in [1, ${MAX_ROUNDS}], got ${rounds}`);
+  return rounds;
+}
+
+/** Whether a critique finds objects missing (what a higher guidance scale helps with). */
+export function findsMissing(issues: RoundCritique["issues"]): boolean {
+  return issues.some(
+    (i) =>
+      i.field === "missing" ||
+      (i.field === "count" &&
+        typeof i.found === "number" &&
+        typeof i.expected === "number" &&
+        i.found < i.expected),
+  );
+}
+
+/** The critique as a revision turn: whole issues, within the planner's prompt limit. */
+function revisionText(text: string): string {
+  if (text.length <= MAX_PROMPT_CHARS) return text;
+  let cut = text.lastIndexOf("; ", MAX_PROMPT_CHARS);
+  if (cut <= 0) cut = MAX_PROMPT_CHARS;
+  return text.slice(0, cut);
+}
+
+export interface AgentEngineOptions {
+  /** Diffusion model folder (diffusers ONNX layout). */
+  ldm: string;
+  /** Planner LLM folder (transformers.js layout). */
+  planner: string;
+  /** Projection folder trained for this planner and denoiser; without it, plans go to the text encoder. */
+  projection?: string | null;
+  /** The describer: an embedded model folder, or a describer built by createDescriber (the engine owns it). */
+  describer: string | Describer;
+  /** ONNX Runtime intra-op threads per session. */
+  threads?: number;
+  /** Check model files against their manifest (default true). */
+  verify?: boolean;
+}
+
+/** How the rounds of one run render: a fresh image, or an edit of the session's image. */
+type Action =
+  | { kind: "txt2img" }
+  | { kind: "source"; source: Source; record: NonNullable<TraceRound["edit"]> }
+  | { kind: "layout_lock"; previous: Planned; record: NonNullable<TraceRound["edit"]> };
+
+/** An edit's inputs, before the plan node has chosen how to render it. */
+interface EditInput {
+  base: RgbImage | null;
+  mask: Mask | null;
+  uploaded: boolean;
+  strength?: number;
+  sessionPlan: string | null;
+  /** The conversation the session's plan answered (for the layout lock's previous conditioning). */
+  sessionConversation: ChatMessage[] | null;
+}
+
+/** What one run needs besides the graph state: never checkpointed. */
+interface Job {
+  context: RunContext;
+  settings: Required<Pick<Settings, "steps" | "n">> & Omit<Settings, "rounds"> & { seed: number };
+  /** What the plan node plans: a conversation, or a plan given directly. */
+  request: { conversation: ChatMessage[] } | { plan: string };
+  edit: EditInput | null;
+  /** Set by the plan node. */
+  conversation: ChatMessage[];
+  action: Action;
+  /** Set by the condition node for the sample node. */
+  conditioned: Conditioned | null;
+  /** Every image the run made, by the key the graph state records. */
+  images: Map<string, RgbImage>;
+}
+
+/** A node's failure, with where it happened (the engine turns it into a GenerationFailedError). */
+class NodeFailure extends Error {
+  constructor(
+    readonly node: NodeName,
+    readonly round: number,
+    readonly failure: unknown,
+  ) {
+    super(`round ${round}, ${node}: ${(failure as Error)?.message ?? String(failure)}`);
+  }
+}
+
+export class AgentEngine implements Engine {
+  readonly info: EngineInfo;
+  private readonly models: Models;
+  private readonly jobs = new Map<string, Job>();
+  private readonly loop: ReturnType<typeof compileLoop>;
+  private readonly finished: string[] = [];
+
+  private constructor(
+    private readonly model: DiffusionModel,
+    private readonly planner: Planner,
+    private readonly projection: Projection | null,
+    private readonly describer: Describer,
+  ) {
+    this.models = { model, planner, projection };
+    this.info = {
+      name: `${projection ? "planner+projection" : "planner+text-encoder"}+critic(${describer.name})`,
+      sizes: [{ width: model.width, height: model.height }],
+      samplers: [...SCHEDULER_NAMES],
+      defaultSampler: model.defaultScheduler,
+      critique: true,
+      planner: true,
+    };
+    const nodes = Object.fromEntries(NODES.map((name) => [name, this.node(name)])) as Record<
+      NodeName,
+      NodeFn
+    >;
+    this.loop = compileLoop(nodes);
+  }
+
+  static async load(options: AgentEngineOptions): Promise<AgentEngine> {
+    const loaded: { dispose(): Promise<void> }[] = [];
+    try {
+      const model = await loadDiffusionModel(options.ldm, {
+        threads: options.threads,
+        verify: options.verify,
+      });
+      loaded.push(model);
+      const planner = await Planner.load(options.planner);
+      loaded.push(planner);
+      const projection = options.projection
+        ? await loadProjection(options.projection, { planner, denoiser: model })
+        : null;
+      if (projection) loaded.push(projection);
+      const describer =
+        typeof options.describer === "string"
+          ? await loadDescriber(options.describer, { threads: options.threads })
+          : options.describer;
+      return new AgentEngine(model, planner, projection, describer);
+    } catch (error) {
+      await Promise.all(loaded.map((m) => m.dispose()));
+      throw error;
+    }
+  }
+
+  async dispose(): Promise<void> {
+    await Promise.all([
+      this.model.dispose(),
+      this.planner.dispose(),
+      this.projection?.dispose(),
+      this.describer.dispose(),
+    ]);
+  }
+
+  async generate(request: GenerateRequest, context: RunContext): Promise<GenerateResult> {
+    const rounds = checkRounds(request.rounds);
+    // A plan given directly is checked before the loop starts: bad input, not a failed round.
+    if (request.plan !== undefined) plannedFromPlan(request.plan);
+    return this.run(
+      {
+        context,
+        settings: this.settings(request, request.seed),
+        request:
+          request.plan !== undefined
+            ? { plan: request.plan }
+            : { conversation: [{ role: "user", content: request.prompt! }] },
+        edit: null,
+        conversation: [],
+        action: { kind: "txt2img" },
+        conditioned: null,
+        images: new Map(),
+      },
+      rounds,
+      request.guidance ?? DEFAULTS.guidance,
+    );
+  }
+
+  async edit(
+    state: SessionState,
+    message: EditMessage,
+    settings: EditSettings,
+    context: RunContext,
+  ): Promise<GenerateResult> {
+    const rounds = checkRounds(settings.rounds);
+    const base = message.image ?? state.image;
+    if (message.mask) {
+      if (!base)
+        throw invalid("mask", "needs an image to edit: send image, or make one in this session first");
+      if (message.mask.width !== base.width || message.mask.height !== base.height)
+        throw invalid(
+          "mask",
+          `is ${message.mask.width}×${message.mask.height}; it must match the image, ${base.width}×${base.height}`,
+        );
+    }
+    return this.run(
+      {
+        context,
+        settings: this.settings(
+          { ...settings, sampler: settings.sampler ?? state.sampler ?? undefined },
+          settings.seed ?? state.seed ?? undefined,
+        ),
+        request: { conversation: sessionConversation(state.history, message.text) },
+        edit: {
+          base,
+          mask: message.mask ?? null,
+          uploaded: message.image !== undefined,
+          strength: settings.strength,
+          sessionPlan: state.plan,
+          sessionConversation: conversationOf(state),
+        },
+        conversation: [],
+        action: { kind: "txt2img" },
+        conditioned: null,
+        images: new Map(),
+      },
+      rounds,
+      settings.guidance ?? DEFAULTS.guidance,
+    );
+  }
+
+  /** The checkpoints of a recent run, oldest first: which node ran next and the round, per super-step. */
+  async checkpoints(id: string): Promise<{ next: string[]; round: number | undefined }[]> {
+    const out: { next: string[]; round: number | undefined }[] = [];
+    for await (const snapshot of this.loop.app.getStateHistory({ configurable: { thread_id: id } }))
+      out.push({ next: [...snapshot.next], round: (snapshot.values as Partial<LoopStateType>).round });
+    return out.reverse();
+  }
+
+  private settings(settings: Settings, seed: number | undefined): Job["settings"] {
+    return {
+      steps: settings.steps ?? DEFAULTS.steps,
+      n: settings.n ?? 1,
+      sampler: settings.sampler,
+      negative: settings.negative,
+      preview: settings.preview,
+      seed: seed ?? randomSeed(),
+    };
+  }
+
+  private async run(job: Job, rounds: number, guidance: number): Promise<GenerateResult> {
+    const started = performance.now();
+    const id = job.context.id ?? randomUUID();
+    const config = {
+      configurable: { thread_id: id },
+      signal: job.context.signal,
+      recursionLimit: stepsFor(rounds),
+    };
+    this.jobs.set(id, job);
+    try {
+      throwIfAborted(job.context.signal);
+      let final: LoopStateType;
+      try {
+        final = (await this.loop.app.invoke(
+          { round: 1, maxRounds: rounds, guidance, pending: {}, lastCritique: null, descriptions: [] },
+          config,
+        )) as LoopStateType;
+      } catch (error) {
+        throw await this.failure(error, job, id);
+      }
+      const trace = final.trace.map((round) => withImages(round, job));
+      const best = trace.reduce((b, r) => (r.critique!.agreement > b.critique!.agreement ? r : b));
+      const timings: Record<string, number> = {};
+      for (const round of trace)
+        for (const node of NODES)
+          if (round.timings[node] !== undefined) timings[node] = (timings[node] ?? 0) + round.timings[node]!;
+      timings.total = since(started);
+      return {
+        plans: best.images.map(() => best.plan),
+        images: best.images,
+        seeds: best.seeds,
+        trace,
+        timings,
+      };
+    } finally {
+      this.jobs.delete(id);
+      this.finished.push(id);
+      while (this.finished.length > KEPT_THREADS)
+        await this.loop.checkpointer.deleteThread(this.finished.shift()!);
+    }
+  }
+
+  /** The error a run ends with: cancellation as such; any other failure with the trace so far (from the checkpoint). */
+  private async failure(error: unknown, job: Job, id: string): Promise<unknown> {
+    const signal = job.context.signal;
+    if (signal.aborted) {
+      const reason = signal.reason;
+      return reason instanceof AtelierError && reason.code === "cancelled"
+        ? reason
+        : new CancelledError(reason);
+    }
+    if (!(error instanceof NodeFailure)) return error;
+    const cause = error.failure;
+    if (cause instanceof AtelierError && cause.code === "cancelled") return cause;
+    const snapshot = await this.loop.app.getState({ configurable: { thread_id: id } });
+    const trace = ((snapshot.values as Partial<LoopStateType>).trace ?? []).map((r) => withImages(r, job));
+    const info =
+      cause instanceof AtelierError
+        ? { status: cause.status, code: cause.code, param: cause.param }
+        : { status: 500, code: "round_failed", param: null };
+    return new GenerationFailedError(
+      `the generation failed in round ${error.round} (${error.node}): ${(cause as Error)?.message ?? String(cause)}` +
+        ` (${trace.length} finished round${trace.length === 1 ? "" : "s"} kept in the trace)`,
+      info,
+      trace,
+      error.round,
+      error.node,
+    );
+  }
+
+  /** A node: checks cancellation, runs, times itself into the round it belongs to, and names itself on failure. */
+  private node(name: NodeName): NodeFn {
+    const impl = this.nodeImpl(name);
+    return async (state, threadId) => {
+      const job = this.jobs.get(threadId)!;
+      throwIfAborted(job.context.signal);
+      const start = performance.now();
+      let update: LoopUpdate;
+      try {
+        update = await impl(state, job);
+        throwIfAborted(job.context.signal);
+      } catch (error) {
+        throw new NodeFailure(name, name === "revise" ? state.round + 1 : state.round, error);
+      }
+      const ms = since(start);
+      const added = update.trace as RoundRecord[] | undefined;
+      if (added?.length) added.at(-1)!.timings[name] = ms;
+      else {
+        const pending = update.pending ?? state.pending;
+        update.pending = { ...pending, timings: { ...pending.timings, [name]: ms } };
+      }
+      return update;
+    };
+  }
+
+  private nodeImpl(name: NodeName): (state: LoopStateType, job: Job) => Promise<LoopUpdate> {
+    switch (name) {
+      case "plan":
+        return (state, job) => this.planNode(state, job);
+      case "condition":
+        return (state, job) => this.conditionNode(state, job);
+      case "sample":
+        return (state, job) => this.sampleNode(state, job);
+      case "describe":
+        return (state, job) => this.describeNode(state, job);
+      case "critique":
+        return async (state, job) => this.critiqueNode(state, job);
+      case "revise":
+        return (state, job) => this.reviseNode(state, job);
+    }
+  }
+
+  private async planNode(_state: LoopStateType, job: Job): Promise<LoopUpdate> {
+    const { context } = job;
+    let planned: Planned & { plan: string };
+    let scene: Scene;
+    if ("plan" in job.request) {
+      planned = plannedFromPlan(job.request.plan);
+      scene = parsePlan(planned.plan);
+      context.onEvent({ type: "plan", round: 1, plan: planned.plan, caption: planned.caption });
+    } else {
+      const result = await planConversation(this.planner, job.request.conversation, 1, context);
+      planned = result;
+      scene = result.scene;
+    }
+    job.conversation = planned.conversation;
+    job.action = this.chooseAction(job, scene);
+    return {
+      target: planned.plan,
+      currentPlan: planned.plan,
+      caption: planned.caption,
+      pending: {
+        round: 1,
+        plan: planned.plan,
+        caption: planned.caption,
+        timings: {},
+        ...("record" in job.action ? { edit: job.action.record } : {}),
+      },
+    };
+  }
+
+  /** How an edit renders (edit-strategy.ts), given its plan; a fresh generation is txt2img. */
+  private chooseAction(job: Job, scene: Scene): Action {
+    const edit = job.edit;
+    if (!edit?.base) return { kind: "txt2img" };
+    const base = edit.base;
+    const img2img = (reason: string): Action => ({
+      kind: "source",
+      source: { image: base, mask: null, strength: edit.strength ?? DEFAULT_STRENGTH },
+      record: { strategy: "img2img", reason },
+    });
+    if (edit.mask)
+      return {
+        kind: "source",
+        source: { image: base, mask: edit.mask, strength: edit.strength ?? 1 },
+        record: { strategy: "mask", reason: "the request's mask" },
+      };
+    if (edit.uploaded) return img2img("an uploaded image to edit");
+    let before: Scene;
+    try {
+      if (!edit.sessionPlan) return img2img("the session's image has no plan");
+      before = parsePlan(edit.sessionPlan);
+    } catch {
+      return img2img("the session's plan does not parse");
+    }
+    const strategy = chooseEditStrategy(before, scene, this.projection !== null);
+    if (strategy.kind === "inpaint")
+      return {
+        kind: "source",
+        source: { image: base, mask: cellMask(strategy.cells, base.width, base.height), strength: 1 },
+        record: { strategy: "inpaint", reason: strategy.reason, cells: strategy.cells },
+      };
+    if (strategy.kind === "layout_lock")
+      return {
+        kind: "layout_lock",
+        previous: {
+          plan: edit.sessionPlan,
+          caption: captionForScene(before),
+          conversation: edit.sessionConversation ?? [{ role: "user", content: captionForScene(before) }],
+        },
+        record: { strategy: "layout_lock", reason: strategy.reason },
+      };
+    return img2img(strategy.reason);
+  }
+
+  private async conditionNode(state: LoopStateType, job: Job): Promise<LoopUpdate> {
+    const planned: Planned = {
+      plan: state.currentPlan,
+      caption: state.caption,
+      conversation: job.conversation,
+    };
+    let previous: ProjectedConditioning | undefined;
+    if (job.action.kind === "layout_lock") {
+      const prior = await conditionPlan(this.models, job.action.previous, undefined);
+      previous = prior.projected ?? undefined;
+    }
+    job.conditioned = await conditionPlan(
+      this.models,
+      planned,
+      job.settings.negative,
+      previous ? { previous, layoutLock: true } : undefined,
+    );
+    return { pending: { ...state.pending, conditioning: job.conditioned.via } };
+  }
+
+  private async sampleNode(state: LoopStateType, job: Job): Promise<LoopUpdate> {
+    const { settings } = job;
+    const seed = (settings.seed + (state.round - 1) * settings.n) >>> 0;
+    const source = job.action.kind === "source" ? job.action.source : null;
+    const sampled = await samplePass(
+      this.model,
+      job.conditioned!,
+      source,
+      { ...settings, seed, guidance: state.guidance },
+      state.round,
+      job.context,
+    );
+    const keys = sampled.images.map((image, i) => {
+      const key = `${state.round}.${i}`;
+      job.images.set(key, image);
+      return key;
+    });
+    return {
+      pending: {
+        ...state.pending,
+        mode: sampled.mode,
+        seeds: sampled.seeds,
+        settings: sampled.settings,
+        images: keys,
+        timings: { ...state.pending.timings, ...sampled.timings },
+      },
+    };
+  }
+
+  private async describeNode(state: LoopStateType, job: Job): Promise<LoopUpdate> {
+    job.context.onEvent({ type: "describing", round: state.round });
+    const images = (state.pending.images ?? []).map((key) => job.images.get(key)!);
+    const options = { signal: job.context.signal };
+    // The embedded describer reads a batch in one pass; adapters describe one image at a time.
+    const describer = this.describer as Describer & Partial<Pick<LearnedDescriber, "describeMany">>;
+    const descriptions = describer.describeMany
+      ? await describer.describeMany(images, options)
+      : await Promise.all(images.map((image) => describer.describe(image, options)));
+    return { descriptions: descriptions.map((d) => d.plan) };
+  }
+
+  private critiqueNode(state: LoopStateType, job: Job): LoopUpdate {
+    const results = state.descriptions.map((description) => critique(state.target, description));
+    // The round is as good as its worst image; that image's critique is what the revision reads.
+    let worst = 0;
+    results.forEach((r, i) => {
+      if (r.agreement < results[worst]!.agreement) worst = i;
+    });
+    const agreement = results.reduce((sum, r) => sum + r.agreement, 0) / results.length;
+    const text = results[worst]!.critique;
+    const issues = results[worst]!.issues;
+    job.context.onEvent({ type: "critique", round: state.round, agreement, critique: text });
+    const round = {
+      ...state.pending,
+      critique: {
+        agreement,
+        text,
+        data: {
+          issues,
+          target: state.target,
+          descriptions: state.descriptions,
+          agreements: results.map((r) => r.agreement),
+        },
+      },
+      timings: { ...state.pending.timings },
+    } as RoundRecord;
+    return { trace: [round], lastCritique: { agreement, text, issues }, pending: {} };
+  }
+
+  private async reviseNode(state: LoopStateType, job: Job): Promise<LoopUpdate> {
+    const last = state.lastCritique!;
+    const revised = await this.planner.revise(job.conversation, state.currentPlan, revisionText(last.text));
+    const round = state.round + 1;
+    const base = state.trace[0]!.settings.guidance;
+    const guidance = findsMissing(last.issues)
+      ? Math.min(state.guidance + GUIDANCE_STEP, base + GUIDANCE_MAX_RAISE)
+      : state.guidance;
+    job.context.onEvent({ type: "revised", round, plan: revised.text });
+    const caption = captionForScene(revised.scene);
+    return {
+      round,
+      currentPlan: revised.text,
+      caption,
+      guidance,
+      pending: {
+        round,
+        plan: revised.text,
+        caption,
+        timings: {},
+        ...("record" in job.action ? { edit: job.action.record } : {}),
+      },
+    };
+  }
+}
+
+/** A recorded round with its images. */
+function withImages(round: RoundRecord, job: Job): TraceRound {
+  return { ...round, images: round.images.map((key) => job.images.get(key)!) };
+}
+
+/** The conversation the session's current plan answered: the turns before it, as the planner saw them. */
+function conversationOf(state: SessionState): ChatMessage[] | null {
+  const k = state.history.findLastIndex((t) => t.role === "assistant" && t.plan === state.plan);
+  const request = state.history[k - 1];
+  if (k < 1 || request?.role !== "user") return null;
+  return sessionConversation(state.history.slice(0, k - 1), request.text);
+}
