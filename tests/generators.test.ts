@@ -23,7 +23,7 @@ describe("eval generators", () => {
   registerGenerators();
   const models = fixtureModels();
 
-  for (const mode of ["native", "plan"] as Mode[]) {
+  for (const mode of ["native", "plan-text", "plan"] as Mode[]) {
     it(`${mode}: a prompt and an edit dialogue give 64×64 images, the same for the same seed`, async () => {
       const generator = await createGenerator(mode, { models });
       try {

@@ -13,7 +13,7 @@ import { readPromptFile } from "../../evals/language/prompt-file.ts";
 import { invalid } from "../errors.ts";
 import { registerGenerators } from "../generators/index.ts";
 
-export const usage = `atelier eval --prompts FILE --mode oracle|native|plan|agent [--images-per-prompt 4] [--seed 0] --out DIR
+export const usage = `atelier eval --prompts FILE --mode oracle|native|plan-text|plan|agent [--images-per-prompt 4] [--seed 0] --out DIR
 atelier eval --detector-report [--n 2000] [--seed 0] [--out DIR]
 
   Scores a generator GenEval-style: every prompt of FILE (JSONL, DESIGN.md "Eval prompt files") is run
@@ -21,13 +21,14 @@ atelier eval --detector-report [--n 2000] [--seed 0] [--out DIR]
   image is judged by the oracle detector (all clauses must hold), and DIR gets report.json (overall = mean of
   per-category accuracies, categories, held-out vs seen, prompts[] with failing clauses), report.md and
   contact-sheet.png (green/red marks). --mode oracle renders each prompt's expectation (a self-check);
-  native, plan and agent use the generators of the later issues.
+  native (the text encoder on the prompt), plan-text (the planner's plan as a caption through the
+  text encoder), plan (plan → projection) and agent (the critique loop) use the embedded models.
 
   --detector-report renders N random scenes and prints the detector's accuracy and confusion table per
   attribute (shape, color, size, count, position, background, style, lighting); with --out it also writes
   DIR/detector-report.md and DIR/detector-report.json.
 
-  --models DIR   folder of the embedded models for native|plan|agent (default models/)`;
+  --models DIR   folder of the embedded models for native|plan-text|plan|agent (default models/)`;
 
 function integer(field: string, value: string | undefined, fallback: number, min: number): number {
   if (value === undefined) return fallback;

@@ -2,8 +2,10 @@
 import { registerGenerator } from "../../evals/harness.ts";
 import { createNativeGenerator } from "./native.ts";
 import { createPlanGenerator } from "./plan.ts";
+import { createPlanTextGenerator } from "./plan-text.ts";
 
 export function registerGenerators(): void {
   registerGenerator("native", createNativeGenerator);
+  registerGenerator("plan-text", createPlanTextGenerator);
   registerGenerator("plan", createPlanGenerator);
 }
