@@ -16,6 +16,7 @@ import { type Detection, detect } from "./detector.ts";
 import { type Expect, judge, sceneForExpect } from "./expect.ts";
 import type { EvalPrompt } from "./language/prompt-file.ts";
 import { layoutScene, positionAt } from "./layout.ts";
+import { preservation } from "./preservation.ts";
 import { renderScene } from "./render.ts";
 import {
   type ImageResult,
@@ -37,6 +38,11 @@ export interface GenerationRequest {
   turns: readonly string[];
   /** What the final image must show. Only the oracle reads it; real generators see the turns alone. */
   expect: Expect;
+  /**
+   * Generators that can call this with the image after each turn (0-based) of an edit dialogue; the
+   * harness judges the preservation of the last edit from the images before and after it.
+   */
+  onTurn?: (turn: number, image: RgbImage) => void;
 }
 
 export interface Generator {
@@ -119,9 +125,25 @@ export async function runEval(options: EvalOptions): Promise<Report> {
     const images: ImageResult[] = [];
     for (let k = 0; k < options.imagesPerPrompt; k++) {
       const seed = imageSeed(options.seed, prompt.id, k);
-      const image = await options.generator.generate({ id: prompt.id, turns, expect: prompt.expect }, seed);
-      const judgement = judge(prompt.expect, detect(image), image.width, image.height);
-      images.push({ seed, pass: judgement.pass, failing: judgement.clauses.filter((c) => !c.pass) });
+      let before: RgbImage | null = null;
+      const onTurn = (turn: number, image: RgbImage) => {
+        if (turn === turns.length - 2) before = image;
+      };
+      const image = await options.generator.generate(
+        { id: prompt.id, turns, expect: prompt.expect, onTurn },
+        seed,
+      );
+      const detection = detect(image);
+      const judgement = judge(prompt.expect, detection, image.width, image.height);
+      const kept = before
+        ? preservation(prompt.expect, detect(before), detection, image.width, image.height)
+        : undefined;
+      images.push({
+        seed,
+        pass: judgement.pass,
+        failing: judgement.clauses.filter((c) => !c.pass),
+        ...(kept && { preservation: kept }),
+      });
       tiles.push(image);
       marks.push(judgement.pass);
     }

@@ -4,12 +4,15 @@
  * accuracies, so small categories weigh as much as large ones).
  */
 import type { ClauseResult } from "./expect.ts";
+import type { Preservation } from "./preservation.ts";
 
 export interface ImageResult {
   seed: number;
   pass: boolean;
   /** Only the clauses that failed (all clauses hold when `pass`). */
   failing: ClauseResult[];
+  /** Edit dialogues, when the generator reports the image before the last turn (evals/preservation.ts). */
+  preservation?: Preservation;
 }
 
 export interface PromptResult {
@@ -39,6 +42,11 @@ export interface Report {
   categories: Record<string, Accuracy>;
   held_out: Accuracy;
   seen: Accuracy;
+  /**
+   * Edit dialogues: share of the objects the last turn left untouched that kept shape, colour and cell
+   * (over all judged objects); null when the generator reports no image before the last turn.
+   */
+  preservation: { rate: number | null; objects: number; images: number } | null;
   contact_sheet: string;
   prompts: PromptResult[];
 }
@@ -53,9 +61,17 @@ function accuracyOf(prompts: readonly PromptResult[]): Accuracy {
   return { accuracy, n, images: prompts.reduce((sum, p) => sum + p.images.length, 0) };
 }
 
+function preservationOf(prompts: readonly PromptResult[]): Report["preservation"] {
+  const judged = prompts.flatMap((p) => p.images.flatMap((i) => (i.preservation ? [i.preservation] : [])));
+  if (judged.length === 0) return null;
+  const objects = judged.reduce((sum, p) => sum + p.total, 0);
+  const kept = judged.reduce((sum, p) => sum + p.kept, 0);
+  return { rate: objects === 0 ? null : kept / objects, objects, images: judged.length };
+}
+
 export function summarize(
   prompts: readonly PromptResult[],
-): Pick<Report, "overall" | "categories" | "held_out" | "seen"> {
+): Pick<Report, "overall" | "categories" | "held_out" | "seen" | "preservation"> {
   const byCategory = new Map<string, PromptResult[]>();
   for (const prompt of prompts) {
     const group = byCategory.get(prompt.category) ?? [];
@@ -71,10 +87,17 @@ export function summarize(
     categories,
     held_out: accuracyOf(prompts.filter((p) => p.held_out)),
     seen: accuracyOf(prompts.filter((p) => !p.held_out)),
+    preservation: preservationOf(prompts),
   };
 }
 
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
+
+function preservationText(p: Report["preservation"]): string {
+  if (!p) return "– (this mode reports no image before an edit's last turn)";
+  if (p.rate === null) return `– (no untouched object was visible before the edit in ${p.images} images)`;
+  return `${pct(p.rate)} of ${p.objects} objects in ${p.images} images`;
+}
 
 export function reportMarkdown(report: Report): string {
   const lines = [
@@ -94,6 +117,8 @@ export function reportMarkdown(report: Report): string {
     "|---|---:|---:|---:|",
     `| held-out | ${report.held_out.n ? pct(report.held_out.accuracy) : "–"} | ${report.held_out.n} | ${report.held_out.images} |`,
     `| seen | ${report.seen.n ? pct(report.seen.accuracy) : "–"} | ${report.seen.n} | ${report.seen.images} |`,
+    "",
+    `Preservation (edit dialogues: objects the last turn left untouched that kept shape, colour and cell): ${preservationText(report.preservation)}`,
     "",
     `Contact sheet: \`${report.contact_sheet}\``,
   ];

@@ -1,6 +1,7 @@
 import { availableParallelism } from "node:os";
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
+import { agentBenchText, runAgentBench } from "../agent/bench.ts";
 import { benchText, runBench } from "../bench.ts";
 import { DEFAULTS } from "../defaults.ts";
 import { invalid } from "../errors.ts";
@@ -13,6 +14,10 @@ loop around them, pipeline setup, VAE decode): p50/p95 over --runs, each stage's
 and the ONNX Runtime settings. --threads: intra-op threads of the diffusion sessions (default: all cores).
 --compare-torch also runs training/bench_torch.py (PyTorch eager on the same U-Net weights, batch 2, steps and
 threads; needs /usr/bin/python3 with torch, or $ATELIER_PYTHON) and prints how many times faster ONNX Runtime is.
+
+atelier bench --agent [--runs 20] [--steps ${DEFAULTS.steps}] [--threads N] [--models models] [--prompt "…"] [--json]
+  The critique loop (up to 3 rounds; needs ldm/, planner/ and describer/ under --models): p50/p95 per node
+  call (plan, condition, sample, describe, critique, revise), of the graph's own overhead and the whole loop.
 
 atelier bench --load http://127.0.0.1:8787 [--requests 100] [--concurrency 16] [--seconds 120] [--json]
   Loopback load generator against POST /v1/images/generations of a running server ($ATELIER_API_KEY as
@@ -37,6 +42,7 @@ export async function run(argv: string[]): Promise<number> {
       prompt: { type: "string" },
       json: { type: "boolean" },
       "compare-torch": { type: "boolean" },
+      agent: { type: "boolean" },
       load: { type: "string" },
       requests: { type: "string" },
       concurrency: { type: "string" },
@@ -55,6 +61,17 @@ export async function run(argv: string[]): Promise<number> {
     });
     console.log(values.json ? JSON.stringify(load, null, 2) : loadText(load));
     return load.errors === 0 && load.lost === 0 ? 0 : 1;
+  }
+  if (values.agent) {
+    const agent = await runAgentBench({
+      models: resolve(values.models ?? process.env.ATELIER_MODELS ?? "models"),
+      runs: positive("runs", values.runs, 20),
+      steps: positive("steps", values.steps, DEFAULTS.steps),
+      threads: positive("threads", values.threads, availableParallelism()),
+      prompt: values.prompt ?? "three yellow stars above a blue square on a black background",
+    });
+    console.log(values.json ? JSON.stringify(agent, null, 2) : agentBenchText(agent));
+    return 0;
   }
   const report = await runBench({
     models: resolve(values.models ?? process.env.ATELIER_MODELS ?? "models"),

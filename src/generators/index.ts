@@ -1,5 +1,6 @@
 /** Plugs Atelier's generators into the eval harness's modes. */
 import { registerGenerator } from "../../evals/harness.ts";
+import { createAgentGenerator } from "./agent.ts";
 import { createNativeGenerator } from "./native.ts";
 import { createPlanGenerator } from "./plan.ts";
 import { createPlanTextGenerator } from "./plan-text.ts";
@@ -8,4 +9,5 @@ export function registerGenerators(): void {
   registerGenerator("native", createNativeGenerator);
   registerGenerator("plan-text", createPlanTextGenerator);
   registerGenerator("plan", createPlanGenerator);
+  registerGenerator("agent", createAgentGenerator);
 }

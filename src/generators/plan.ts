@@ -1,7 +1,8 @@
 /**
  * Plan mode, single pass: the planner LLM plans each turn of the conversation (an edit restates the whole
  * plan), the projection layers turn the last plan's hidden states into conditioning, and the frozen
- * denoiser samples once. No critique loop (that is the agent mode).
+ * denoiser samples once. No critique loop (that is the agent mode). For the preservation figure, an edit
+ * dialogue's previous plan is rendered too, with the same seed.
  */
 import { join } from "node:path";
 import type { Generator, GeneratorOptions } from "../../evals/harness.ts";
@@ -18,20 +19,26 @@ export async function createPlanGenerator(options: GeneratorOptions): Promise<Ge
   return {
     async generate(request, seed) {
       const messages: ChatMessage[] = [];
-      let plan = "";
+      const render = async (turn: number) => {
+        // The conversation up to this turn's request, and the plan that answers it.
+        const context = messages.slice(0, 2 * turn + 1);
+        const conditioning = await projection.condition(planner, context, messages[2 * turn + 1]!.content);
+        const result = await txt2img(model, conditioning, {
+          steps: DEFAULTS.steps,
+          guidance: DEFAULTS.guidance,
+          scheduler: DEFAULTS.sampler,
+          seed,
+        });
+        return result.images[0]!;
+      };
       for (const turn of request.turns) {
         messages.push({ role: "user", content: turn });
-        plan = (await planner.plan(messages)).text;
-        messages.push({ role: "assistant", content: plan });
+        messages.push({ role: "assistant", content: (await planner.plan(messages)).text });
       }
-      const conditioning = await projection.condition(planner, messages.slice(0, -1), plan);
-      const result = await txt2img(model, conditioning, {
-        steps: DEFAULTS.steps,
-        guidance: DEFAULTS.guidance,
-        scheduler: DEFAULTS.sampler,
-        seed,
-      });
-      return result.images[0]!;
+      const last = request.turns.length - 1;
+      // Single pass, no session: the image before an edit is the previous plan rendered with the same seed.
+      if (last > 0 && request.onTurn) request.onTurn(last - 1, await render(last - 1));
+      return render(last);
     },
     async close() {
       await Promise.all([projection.dispose(), planner.dispose(), model.dispose()]);
