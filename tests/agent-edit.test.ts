@@ -1,0 +1,232 @@
+/**
+ * Edit sessions: the strategy per edit kind (pure, on scenes), the cell masks, and edits through the real
+ * engine — with the embedded planner (models/planner, text-encoder path) for edits in words, and with
+ * tiny-planner + tiny-projection for the layout lock.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { parsePlan, printPlan } from "../evals/language/plan.ts";
+import type { ObjectGroup, Scene } from "../evals/scene.ts";
+import type { RgbImage } from "../pipelines/image.ts";
+import { Planner } from "../planner/planner.ts";
+import { cellMask, chooseEditStrategy } from "../src/agent/edit-strategy.ts";
+import type { AgentEngine } from "../src/agent/engine.ts";
+import type { GenerateResult, SessionState } from "../src/service/engine.ts";
+import { loadFixtureAgent, recorder } from "./agent-harness.ts";
+
+const group = (over: Partial<ObjectGroup>): ObjectGroup => ({
+  shape: "star",
+  color: "red",
+  size: "medium",
+  count: 1,
+  placement: { kind: "grid", position: "top_left" },
+  ...over,
+});
+const scene = (objects: ObjectGroup[], over: Partial<Scene> = {}): Scene => ({
+  objects,
+  background: "white",
+  style: "flat",
+  lighting: "daylight",
+  ...over,
+});
+const star = group({});
+const circle = group({
+  shape: "circle",
+  color: "blue",
+  placement: { kind: "grid", position: "bottom_right" },
+});
+const squares = group({ shape: "square", color: "green", count: 2, placement: { kind: "free" } });
+const before = scene([star, circle, squares]);
+
+describe("edit strategy", () => {
+  it("inpaints the cells of grid objects that were recoloured, resized, added, removed or moved", () => {
+    const recolor = chooseEditStrategy(before, scene([{ ...star, color: "blue" }, circle, squares]), true);
+    expect(recolor).toMatchObject({ kind: "inpaint", cells: ["top_left"] });
+    const resize = chooseEditStrategy(before, scene([star, { ...circle, size: "large" }, squares]), true);
+    expect(resize).toMatchObject({ kind: "inpaint", cells: ["bottom_right"] });
+    const reshape = chooseEditStrategy(
+      before,
+      scene([{ ...star, shape: "diamond" }, circle, squares]),
+      false,
+    );
+    expect(reshape).toMatchObject({ kind: "inpaint", cells: ["top_left"] });
+    const moon = group({
+      shape: "circle",
+      color: "yellow",
+      placement: { kind: "grid", position: "top_right" },
+    });
+    const add = chooseEditStrategy(before, scene([star, circle, squares, moon]), true);
+    expect(add).toMatchObject({ kind: "inpaint", cells: ["top_right"] });
+    expect(chooseEditStrategy(before, scene([star, squares]), true)).toMatchObject({
+      kind: "inpaint",
+      cells: ["bottom_right"],
+    });
+    const moved = { ...circle, placement: { kind: "grid", position: "center" } } as ObjectGroup;
+    expect(chooseEditStrategy(before, scene([star, moved, squares]), true)).toMatchObject({
+      kind: "inpaint",
+      cells: ["center", "bottom_right"],
+    });
+  });
+
+  it("uses the layout lock for a background, style or lighting change (img2img without a projection)", () => {
+    for (const change of [{ background: "black" }, { style: "watercolor" }, { lighting: "warm" }] as const) {
+      const after = scene([star, circle, squares], change);
+      expect(chooseEditStrategy(before, after, true).kind).toBe("layout_lock");
+      expect(chooseEditStrategy(before, after, false)).toMatchObject({
+        kind: "img2img",
+        reason: expect.stringContaining("no projection"),
+      });
+    }
+  });
+
+  it("falls back to img2img for everything else", () => {
+    const recount = scene([star, circle, { ...squares, count: 3 }]);
+    expect(chooseEditStrategy(before, recount, true).kind).toBe("img2img");
+    const mixed = scene([{ ...star, color: "blue" }, circle, squares], { background: "black" });
+    expect(chooseEditStrategy(before, mixed, true).kind).toBe("img2img");
+    expect(chooseEditStrategy(before, before, true)).toMatchObject({
+      kind: "img2img",
+      reason: "the plan did not change",
+    });
+    // The star anchors a relation: changing it may move the square that must stay to its right.
+    const anchored = scene([
+      star,
+      group({ shape: "square", placement: { kind: "relation", relation: "right_of", of: 0 } }),
+    ]);
+    const recolored = scene([{ ...star, color: "pink" }, anchored.objects[1]!]);
+    expect(chooseEditStrategy(anchored, recolored, true)).toMatchObject({ kind: "img2img" });
+  });
+
+  it("masks whole grid cells, thirds of each side at any image size", () => {
+    const small = cellMask(["top_right"], 64, 64);
+    const at = (m: typeof small, x: number, y: number) => m.data[y * m.width + x];
+    expect(at(small, 43, 0)).toBe(255);
+    expect(at(small, 63, 21)).toBe(255);
+    expect(at(small, 20, 0)).toBe(0);
+    expect(at(small, 63, 23)).toBe(0);
+    const big = cellMask(["center", "bottom_left"], 512, 512);
+    const painted = big.data.reduce((n, v) => n + (v === 255 ? 1 : 0), 0);
+    expect(painted).toBeGreaterThanOrEqual(2 * 171 * 171);
+    expect(painted).toBeLessThanOrEqual(2 * 172 * 172);
+    expect(at(big, 256, 256)).toBe(255);
+    expect(at(big, 10, 500)).toBe(255);
+    expect(at(big, 500, 10)).toBe(0);
+  });
+});
+
+/** Pixels (indexes) where two images differ. */
+function changed(a: RgbImage, b: RgbImage): number[] {
+  const out: number[] = [];
+  for (let i = 0; i < a.width * a.height; i++)
+    if (
+      a.data[3 * i] !== b.data[3 * i] ||
+      a.data[3 * i + 1] !== b.data[3 * i + 1] ||
+      a.data[3 * i + 2] !== b.data[3 * i + 2]
+    )
+      out.push(i);
+  return out;
+}
+
+describe("edits through the agent", () => {
+  let engine: AgentEngine;
+  let first: GenerateResult;
+  let session: SessionState;
+  const request = "a red star at the top left and a blue circle at the bottom right on a white background";
+
+  beforeAll(async () => {
+    engine = await loadFixtureAgent("models/describer", "embedded");
+    first = await engine.generate({ prompt: request, seed: 21, steps: 3, rounds: 1 }, recorder().context);
+    session = {
+      history: [
+        { role: "user", text: request },
+        { role: "assistant", text: first.trace[0]!.caption!, plan: first.plans[0]! },
+      ],
+      image: first.images[0]!,
+      seed: first.seeds[0]!,
+      sampler: "euler",
+      plan: first.plans[0]!,
+    };
+  });
+
+  afterAll(async () => {
+    await engine?.dispose();
+  });
+
+  it("adding a grid-placed object inpaints its cell with the same seed and keeps every other pixel", async () => {
+    expect(first.plans[0]).toContain("top left ; 2 bottom right");
+    const result = await engine.edit(
+      session,
+      { text: "add a small yellow square at the top right" },
+      { steps: 3, rounds: 2 },
+      recorder().context,
+    );
+    expect(result.plans[0]).toContain("top right");
+    const mask = cellMask(["top_right"], 64, 64);
+    result.trace.forEach((round, k) => {
+      expect(round.edit).toMatchObject({ strategy: "inpaint", cells: ["top_right"] });
+      expect(round.mode).toBe("inpaint");
+      expect(round.seeds).toEqual([21 + k]);
+      expect(round.settings.sampler).toBe("euler");
+      const diff = changed(session.image!, round.images[0]!);
+      expect(diff.every((i) => mask.data[i] === 255)).toBe(true);
+    });
+    expect(changed(session.image!, result.trace[0]!.images[0]!).length).toBeGreaterThan(0);
+  });
+
+  it("a background change without a projection is img2img from the session image with its seed and sampler", async () => {
+    const result = await engine.edit(
+      session,
+      { text: "make the background black" },
+      { steps: 3, rounds: 1 },
+      recorder().context,
+    );
+    const round = result.trace[0]!;
+    expect(round.plan).toContain("background black");
+    expect(round.edit).toMatchObject({ strategy: "img2img", reason: expect.stringContaining("background") });
+    expect(round).toMatchObject({
+      mode: "img2img",
+      seeds: [21],
+      settings: { sampler: "euler", strength: 0.6 },
+    });
+  });
+
+  it("a mask from the request inpaints exactly there", async () => {
+    const mask = { width: 64, height: 64, data: new Uint8Array(64 * 64) };
+    for (let y = 0; y < 16; y++) mask.data.fill(255, y * 64, y * 64 + 16);
+    const result = await engine.edit(
+      session,
+      { text: "add a small yellow square at the top right", mask },
+      { steps: 3, rounds: 1 },
+      recorder().context,
+    );
+    const round = result.trace[0]!;
+    expect(round.edit).toMatchObject({ strategy: "mask" });
+    expect(round.mode).toBe("inpaint");
+    expect(changed(session.image!, round.images[0]!).every((i) => mask.data[i] === 255)).toBe(true);
+  });
+});
+
+describe("layout lock", () => {
+  it("a style-only edit renders txt2img with the session's seed under the layout lock", async () => {
+    const text = "same scene, watercolor";
+    const planner = await Planner.load("tests/fixtures/tiny-planner");
+    // The planner is greedy: with no history it plans `text` the same way inside the engine.
+    const planned = parsePlan((await planner.plan([{ role: "user", content: text }])).text);
+    await planner.dispose();
+    const sessionPlan = printPlan({ ...planned, style: planned.style === "flat" ? "outline" : "flat" });
+    const engine = await loadFixtureAgent();
+    try {
+      const image = (
+        await engine.generate({ plan: sessionPlan, seed: 8, steps: 2, rounds: 1 }, recorder().context)
+      ).images[0]!;
+      const state: SessionState = { history: [], image, seed: 8, sampler: "ddim", plan: sessionPlan };
+      const result = await engine.edit(state, { text }, { steps: 2, rounds: 2 }, recorder().context);
+      result.trace.forEach((round, k) => {
+        expect(round.edit).toMatchObject({ strategy: "layout_lock" });
+        expect(round).toMatchObject({ mode: "txt2img", conditioning: "projection", seeds: [8 + k] });
+      });
+      expect(result.trace[0]!.plan).toBe(printPlan(planned));
+    } finally {
+      await engine.dispose();
+    }
+  });
+});
