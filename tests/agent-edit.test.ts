@@ -219,7 +219,11 @@ describe("layout lock", () => {
         await engine.generate({ plan: sessionPlan, seed: 8, steps: 2, rounds: 1 }, recorder().context)
       ).images[0]!;
       const state: SessionState = { history: [], image, seed: 8, sampler: "ddim", plan: sessionPlan };
-      const result = await engine.edit(state, { text }, { steps: 2, rounds: 2 }, recorder().context);
+      const { context, events } = recorder();
+      const result = await engine.edit(state, { text }, { steps: 2, rounds: 2 }, context);
+      expect(events.filter((e) => e.type === "conditioning").map((e) => "lock" in e && e.lock)).toEqual(
+        result.trace.map(() => "layout"),
+      );
       result.trace.forEach((round, k) => {
         expect(round.edit).toMatchObject({ strategy: "layout_lock" });
         expect(round).toMatchObject({ mode: "txt2img", conditioning: "projection", seeds: [8 + k] });

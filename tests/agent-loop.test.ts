@@ -83,9 +83,9 @@ describe("the critique loop", () => {
     expect(result.timings.total).toBeGreaterThan(0);
 
     // Progress: one event group per node, rounds in order.
-    const expected = ["plan:1", "step:1", "describing:1", "critique:1"];
+    const expected = ["plan:1", "conditioning:1", "step:1", "describing:1", "critique:1"];
     for (let r = 2; r <= trace.length; r++)
-      expected.push(`revised:${r}`, `step:${r}`, `describing:${r}`, `critique:${r}`);
+      expected.push(`revised:${r}`, `conditioning:${r}`, `step:${r}`, `describing:${r}`, `critique:${r}`);
     expect(eventPath(events)).toEqual(expected);
     // The checkpointed graph went through the nodes in the same order.
     const nodes = (await engine.checkpoints(id)).flatMap((c) => c.next).filter((n) => n !== "__start__");
@@ -100,8 +100,32 @@ describe("the critique loop", () => {
     const { context, events } = recorder();
     const result = await engine.generate({ prompt: "a red star", seed: 5, steps: 2, rounds: 1 }, context);
     expect(result.trace).toHaveLength(1);
-    expect(eventPath(events)).toEqual(["planning:1", "plan:1", "step:1", "describing:1", "critique:1"]);
+    expect(eventPath(events)).toEqual([
+      "planning:1",
+      "plan:1",
+      "conditioning:1",
+      "step:1",
+      "describing:1",
+      "critique:1",
+    ]);
     expect(result.trace[0]!.timings.plan).toBeGreaterThan(0);
+  });
+
+  it("a generation id used before starts a fresh loop", async () => {
+    describer.reset();
+    const { context } = recorder();
+    const id = "gen-again";
+    await engine.generate({ plan: PLAN, seed: 1, steps: 2, rounds: 1 }, { ...context, id });
+    const again = await engine.generate({ plan: PLAN, seed: 2, steps: 2, rounds: 1 }, { ...context, id });
+    expect(again.trace.map((r) => r.seeds)).toEqual([[2]]);
+    expect((await engine.checkpoints(id)).flatMap((c) => c.next)).toEqual([
+      "__start__",
+      "plan",
+      "condition",
+      "sample",
+      "describe",
+      "critique",
+    ]);
   });
 
   it("never runs more rounds than asked", async () => {

@@ -56,7 +56,7 @@ describe("the service with the agent engine", () => {
       expect(round.images[0].id).toMatch(/^img_/);
     }
     const types = (await readEvents(`${server.url}/v1/generations/${generation}/events`)).map((e) => e.event);
-    expect(types.slice(0, 4)).toEqual(["queued", "planning", "plan", "step"]);
+    expect(types.slice(0, 5)).toEqual(["queued", "planning", "plan", "conditioning", "step"]);
     expect(types).toContain("describing");
     expect(types).toContain("critique");
     expect(types.at(-1)).toBe("done");

@@ -11,9 +11,12 @@
  * - `img2img`: anything else (free or relation-placed objects changed, a mix of object and scene changes,
  *   or no visible change), from the previous image with the same seed.
  *
- * Why layout lock rather than img2img for a global change: img2img keeps the previous pixels' colours at
- * the strength that preserves objects, which is exactly what a new background or lighting must replace;
- * the layout lock re-renders every pixel but from the same noise and the same object tokens.
+ * Layout lock rather than img2img for a global change, measured on the tiny fixtures (a plan with grid
+ * objects at top left and bottom right; background, style and lighting edits; 8 seeds, 10 DDIM steps): the
+ * layout lock left the object cells unchanged (mean |Δ| 0.00 of 255) where img2img at strength 0.6 moved
+ * them by 21.2. The fixtures' conditioning hardly depends on the plan, so this only shows that the lock
+ * keeps what it keeps; whether it also applies the new look is for the trained models to show (the
+ * preservation and edit figures of `atelier eval --mode agent`).
  */
 import { diffScenes } from "../../evals/language/revision.ts";
 import { GRID } from "../../evals/layout.ts";

@@ -136,10 +136,21 @@ interface EditInput {
   sessionConversation: ChatMessage[] | null;
 }
 
+/** Sampling settings of a run; guidance and the seed of each round are the loop's. */
+interface RunSettings {
+  steps: number;
+  n: number;
+  /** Round 1's base seed. */
+  seed: number;
+  sampler?: string;
+  negative?: string;
+  preview?: boolean;
+}
+
 /** What one run needs besides the graph state: never checkpointed. */
 interface Job {
   context: RunContext;
-  settings: Required<Pick<Settings, "steps" | "n">> & Omit<Settings, "rounds"> & { seed: number };
+  settings: RunSettings;
   /** What the plan node plans: a conversation, or a plan given directly. */
   request: { conversation: ChatMessage[] } | { plan: string };
   edit: EditInput | null;
@@ -300,7 +311,7 @@ export class AgentEngine implements Engine {
     return out.reverse();
   }
 
-  private settings(settings: Settings, seed: number | undefined): Job["settings"] {
+  private settings(settings: Settings, seed: number | undefined): RunSettings {
     return {
       steps: settings.steps ?? DEFAULTS.steps,
       n: settings.n ?? 1,
@@ -319,6 +330,11 @@ export class AgentEngine implements Engine {
       signal: job.context.signal,
       recursionLimit: stepsFor(rounds),
     };
+    // An id seen before starts afresh: a finished thread would otherwise resume with its old trace.
+    if (this.finished.includes(id)) {
+      this.finished.splice(this.finished.indexOf(id), 1);
+      await this.loop.checkpointer.deleteThread(id);
+    }
     this.jobs.set(id, job);
     try {
       throwIfAborted(job.context.signal);
@@ -513,7 +529,14 @@ export class AgentEngine implements Engine {
       job.settings.negative,
       previous ? { previous, layoutLock: true } : undefined,
     );
-    return { pending: { ...state.pending, conditioning: job.conditioned.via } };
+    const via = job.conditioned.via;
+    job.context.onEvent({
+      type: "conditioning",
+      round: state.round,
+      via,
+      ...(previous && { lock: "layout" }),
+    });
+    return { pending: { ...state.pending, conditioning: via } };
   }
 
   private async sampleNode(state: LoopStateType, job: Job): Promise<LoopUpdate> {

@@ -34,6 +34,8 @@ export interface GenerateRequest extends Settings {
 export type EngineEvent =
   | { type: "planning"; round: number }
   | { type: "plan"; round: number; plan: string; caption?: string }
+  /** The plan's conditioning is ready (the agent's condition node); `lock`: an edit's layout lock. */
+  | { type: "conditioning"; round: number; via: "projection" | "text_encoder"; lock?: "layout" }
   | { type: "step"; round: number; step: number; steps: number; preview?: string }
   | { type: "describing"; round: number }
   | { type: "critique"; round: number; agreement: number; critique: string }

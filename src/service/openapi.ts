@@ -47,7 +47,7 @@ export const ROUTES: RouteDoc[] = [
     method: "get",
     path: "/v1/generations/{id}/events",
     summary:
-      "Server-sent events of a generation, from the first (past events are replayed; Last-Event-ID resumes): queued, planning, plan, step, describing, critique, revised, done, error. The stream ends after done or error.",
+      "Server-sent events of a generation, from the first (past events are replayed; Last-Event-ID resumes): queued, planning, plan, conditioning, step, describing, critique, revised, done, error. The stream ends after done or error.",
     ok: { status: 200, type: "text/event-stream" },
   },
   {
