@@ -13,7 +13,7 @@
  * "three stars"); an edit may add as many groups as its turn mentions.
  */
 import { parsePlan } from "../evals/language/plan.ts";
-import type { PlanRestrictions } from "../evals/language/plan-grammar.ts";
+import type { GroupRestriction, PlanRestrictions } from "../evals/language/plan-grammar.ts";
 import {
   BACKGROUND_WORDS,
   LIGHTING_ADJECTIVES,
@@ -197,14 +197,94 @@ export function groundingFor(messages: readonly ChatMessage[]): PlanRestrictions
     restrictions.sizes = new Set(SIZES);
   }
   const lastTurn = spoken.at(-1)?.content ?? "";
-  const mentions = objectMentions(isEdit ? lastTurn : text);
-  const mentioned = mentions.length;
-  if (!isEdit && mentioned > 0 && mentioned <= MAX_GROUPS) {
-    restrictions.groups = { min: mentioned, max: mentioned };
-    restrictions.perGroup = mentions.map((m) => ({ ...m, size: m.size ?? REQUEST_DEFAULTS.size }));
-  } else if (isEdit) {
-    const before = plans.at(-1)!.objects.length;
-    restrictions.groups = { min: 1, max: Math.min(MAX_GROUPS, before + mentioned) };
+  if (!isEdit) {
+    const mentions = objectMentions(text);
+    if (mentions.length > 0 && mentions.length <= MAX_GROUPS) {
+      restrictions.groups = { min: mentions.length, max: mentions.length };
+      restrictions.perGroup = mentions.map((m) => ({
+        shapes: new Set([m.shape]),
+        sizes: new Set([m.size ?? REQUEST_DEFAULTS.size]),
+        ...(m.count === undefined ? {} : { counts: new Set([m.count]) }),
+        ...(m.color === undefined ? {} : { colors: new Set([m.color]) }),
+      }));
+    }
+    return restrictions;
   }
+  Object.assign(restrictions, editGrounding(plans.at(-1)!, lastTurn));
   return restrictions;
+}
+
+/** Pronouns that may refer to any group ("make it blue", "move them to the left"). */
+const PRONOUNS = new Set(["it", "them", "they", "both"]);
+
+/**
+ * The groups of `scene` a turn may refer to. A definite reference ("the red circle", "the stars", "the red
+ * one") selects the groups that match what it states; "the left one", a pronoun or a reference that
+ * matches nothing may mean any group. Without definite references, a group whose shape or colour the turn
+ * says may be meant.
+ */
+function referableGroups(scene: Scene, turn: string): boolean[] {
+  const all = scene.objects.map(() => true);
+  const list = words(turn);
+  if (list.some((w) => PRONOUNS.has(w))) return all;
+  const meant = scene.objects.map(() => false);
+  let definite = false;
+  for (let i = 0; i < list.length; i++) {
+    if (list[i] !== "the") continue;
+    const modifiers: string[] = [];
+    for (let j = i + 1; j < list.length && j <= i + 3; j++) {
+      const word = list[j]!;
+      const isHead = SHAPE_BY_WORD.has(word) || word === "one" || word === "ones";
+      if (!isHead) {
+        modifiers.push(word);
+        continue;
+      }
+      definite = true;
+      const shape = SHAPE_BY_WORD.get(word);
+      const color = modifiers.find((m) => COLOR_WORDS.has(m));
+      if (!shape && !color) return all; // "the left one", "the big one"
+      const matches = scene.objects.map(
+        (g) => (!shape || g.shape === shape) && (!color || g.color === color),
+      );
+      if (!matches.includes(true)) return all;
+      matches.forEach((m, k) => {
+        if (m) meant[k] = true;
+      });
+      break;
+    }
+  }
+  if (definite) return meant;
+  const said = new Set(list);
+  return scene.objects.map(
+    (g) => said.has(g.color) || [...said].some((w) => SHAPE_BY_WORD.get(w) === g.shape),
+  );
+}
+
+/**
+ * An edit changes only what it must: a group the turn does not refer to keeps its count, size, shape and
+ * colour. A removal of a referred group shifts the groups after it down by one, so from the first referred
+ * group on, group k may also take the values of the earlier plan's group k + 1. New groups come from the
+ * turn's object mentions.
+ */
+function editGrounding(previous: Scene, turn: string): Pick<PlanRestrictions, "groups" | "perGroup"> {
+  const groups = previous.objects;
+  const added = objectMentions(turn).length;
+  const referable = referableGroups(previous, turn);
+  const first = referable.indexOf(true);
+  const max = Math.min(MAX_GROUPS, groups.length + added);
+  if (first < 0) return { groups: { min: groups.length, max }, perGroup: groups.map((g) => keep([g])) };
+  const perGroup = groups.map((g, k) => {
+    const sources = k >= first && groups[k + 1] ? [g, groups[k + 1]!] : [g];
+    return sources.some((_, i) => referable[k + i]) ? {} : keep(sources);
+  });
+  return { groups: { min: Math.max(1, groups.length - 1), max }, perGroup };
+}
+
+function keep(sources: Scene["objects"]): GroupRestriction {
+  return {
+    counts: new Set(sources.map((g) => g.count)),
+    sizes: new Set(sources.map((g) => g.size)),
+    shapes: new Set(sources.map((g) => g.shape)),
+    colors: new Set(sources.map((g) => g.color)),
+  };
 }

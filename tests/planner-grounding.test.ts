@@ -36,8 +36,13 @@ describe("grounding", () => {
     expect([...r.places!]).toEqual(["anywhere"]);
     expect(r.groups).toEqual({ min: 2, max: 2 });
     expect(r.perGroup).toEqual([
-      { shape: "star", count: 1, size: "large", color: "green" },
-      { shape: "circle", count: 1, size: "medium" },
+      {
+        shapes: new Set(["star"]),
+        counts: new Set([1]),
+        sizes: new Set(["large"]),
+        colors: new Set(["green"]),
+      },
+      { shapes: new Set(["circle"]), counts: new Set([1]), sizes: new Set(["medium"]) },
     ]);
   });
 
@@ -56,8 +61,17 @@ describe("grounding", () => {
     ]);
     expect([...r.styles!].sort()).toEqual(["flat", "outline"]);
     expect([...r.colors!].sort()).toEqual(["blue", "red"]);
+    // the blue circle is new; the red star is not referred to ("blue circle" names neither its colour nor
+    // its shape), so it keeps its values
     expect(r.groups).toEqual({ min: 1, max: 2 });
-    expect(r.perGroup).toBeUndefined();
+    expect(r.perGroup).toEqual([
+      {
+        counts: new Set([1]),
+        sizes: new Set(["large"]),
+        shapes: new Set(["star"]),
+        colors: new Set(["red"]),
+      },
+    ]);
     expect(r.sizes!.size).toBe(3);
   });
 });
@@ -75,7 +89,14 @@ describe("restricted plan grammar", () => {
   it("bounds the number of groups and fixes a group's values", () => {
     const grammar = createPlanGrammar({
       groups: { min: 2, max: 2 },
-      perGroup: [{ count: 3, shape: "circle", size: "small", color: "red" }],
+      perGroup: [
+        {
+          counts: new Set([3]),
+          shapes: new Set(["circle"]),
+          sizes: new Set(["small"]),
+          colors: new Set(["red"]),
+        },
+      ],
     });
     for (const token of tokenizePlan("<IMG_BEGIN> <STYLE> flat <LAYOUT> 1 anywhere")) grammar.advance(token);
     expect([...grammar.allowed()]).toEqual([";"]);

@@ -125,6 +125,8 @@ def main():
     p.add_argument("--ldm", help="default: OUT/checkpoints/ldm-CONFIG.pt")
     p.add_argument("--dest", default="models/ldm")
     p.add_argument("--fp16", action="store_true", help="store weights as float16 (compute stays float32)")
+    p.add_argument("--guidance", type=float, help="recommended guidance scale (default: the training config's)")
+    p.add_argument("--eval", help="JSON file of measured figures to record under the manifest's `eval`")
     args = p.parse_args()
     torch.set_num_threads(2)
     vae, vae_ckpt = load_vae(args.vae or f"{args.out}/checkpoints/vae-{args.config}.pt")
@@ -238,8 +240,8 @@ def main():
             "ldm": {"steps": ldm_ckpt["step"], "wall_s": round(ldm_ckpt["wall"], 1),
                     "val_loss": round(ldm_ckpt["val_loss"], 5), "batch": cfg["batch"], "cond_drop": cfg["cond_drop"]},
         },
-        "recommended": {"scheduler": "ddim", "steps": 20, "guidance_scale": cfg["guidance"]},
-        "eval": {},
+        "recommended": {"scheduler": "ddim", "steps": 20, "guidance_scale": args.guidance or cfg["guidance"]},
+        "eval": json.load(open(args.eval)) if args.eval else {},
         "files": files,
     })  # fmt: skip
     total = sum(f["bytes"] for f in files.values())

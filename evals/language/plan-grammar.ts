@@ -126,8 +126,15 @@ export interface PlanRestrictions {
   backgrounds?: ReadonlySet<Background>;
   lightings?: ReadonlySet<Lighting>;
   groups?: { min: number; max: number };
-  /** Values fixed for group i (0-based), when the conversation states them for that group. */
-  perGroup?: { count?: number; size?: Size; shape?: Shape; color?: Color }[];
+  /** Values allowed for group i (0-based), where the conversation says more about that group. */
+  perGroup?: GroupRestriction[];
+}
+
+export interface GroupRestriction {
+  counts?: ReadonlySet<number>;
+  sizes?: ReadonlySet<Size>;
+  shapes?: ReadonlySet<Shape>;
+  colors?: ReadonlySet<Color>;
 }
 
 /** The fields collected while parsing; complete once `done`. */
@@ -234,35 +241,34 @@ export class PlanGrammar {
   /** The restriction of the current slot as a word filter (with a cache key), if any. */
   private restrictionFor(): { key: string; keep: (word: string) => boolean } | null {
     const r = this.restrictions;
-    const objectIndex = this.fields.objects.length;
-    const group = r.perGroup?.[this.phase === "color" ? this.fields.colors.length : objectIndex];
-    const within = <T extends string>(key: string, only: T | undefined, set: ReadonlySet<T> | undefined) => {
-      if (only !== undefined) return { key: `${key}=${only}`, keep: (word: string) => word === only };
-      return set ? { key, keep: (word: string) => set.has(word as T) } : null;
+    const index = this.phase === "color" ? this.fields.colors.length : this.fields.objects.length;
+    const group = r.perGroup?.[index];
+    // A group's own set wins over the plan-wide one; the key names the set by its values.
+    const within = <T extends string | number>(
+      slot: string,
+      own: ReadonlySet<T> | undefined,
+      all: ReadonlySet<T> | undefined,
+      value: (word: string) => T = (word) => word as T,
+    ) => {
+      const set = own ?? all;
+      if (!set) return null;
+      return { key: `${slot}=${[...set].sort().join(",")}`, keep: (word: string) => set.has(value(word)) };
     };
     switch (this.phase) {
       case "style":
         return within("style", undefined, r.styles);
       case "place":
         return within("place", undefined, r.places);
-      case "count": {
-        const only = group?.count;
-        if (only !== undefined) return { key: `count=${only}`, keep: (w) => w === NUMBER_WORDS[only - 1] };
-        return r.counts
-          ? { key: "count", keep: (w) => r.counts!.has(NUMBER_WORDS.indexOf(w as never) + 1) }
-          : null;
-      }
+      case "count":
+        return within("count", group?.counts, r.counts, (w) => NUMBER_WORDS.indexOf(w as never) + 1);
       case "size":
-        return within("size", group?.size, r.sizes);
-      case "shape": {
-        const only = group?.shape;
-        const singular = (w: string) =>
-          (this.pendingCount === 1 ? w : SHAPES[PLURAL_SHAPES.indexOf(w)]) as Shape;
-        if (only !== undefined) return { key: `shape=${only}`, keep: (w) => singular(w) === only };
-        return r.shapes ? { key: "shape", keep: (w) => r.shapes!.has(singular(w)) } : null;
-      }
+        return within("size", group?.sizes, r.sizes);
+      case "shape":
+        return within("shape", group?.shapes, r.shapes, (w) =>
+          this.pendingCount === 1 ? (w as Shape) : SHAPES[PLURAL_SHAPES.indexOf(w)]!,
+        );
       case "color":
-        return within("color", group?.color, r.colors);
+        return within("color", group?.colors, r.colors);
       case "background":
         return within("background", undefined, r.backgrounds);
       case "lighting":
