@@ -13,6 +13,14 @@ import { encodePromptPair, loadDiffusionModel, txt2img } from "../pipelines/inde
 import { Planner } from "../planner/planner.ts";
 import { loadProjection } from "../projection/projection.ts";
 import { DEFAULTS } from "./defaults.ts";
+import {
+  countImageFlops,
+  type EfficiencyReport,
+  efficiencyReport,
+  efficiencyText,
+  measureMatmulPeak,
+  theoreticalPeak,
+} from "./efficiency.ts";
 import { AtelierError } from "./errors.ts";
 
 export interface BenchOptions {
@@ -23,6 +31,8 @@ export interface BenchOptions {
   prompt: string;
   /** Also run training/bench_torch.py (PyTorch eager, same weights, batch, steps and threads). */
   compareTorch?: boolean;
+  /** Count FLOPs from the graphs and time a float32 matmul → percentage of peak (src/efficiency.ts). */
+  efficiency?: boolean;
 }
 
 export interface TorchComparison {
@@ -62,6 +72,7 @@ export interface BenchReport {
   peakRssMb: number;
   planTokens: number;
   compareTorch?: TorchComparison;
+  efficiency?: EfficiencyReport;
 }
 
 function quantile(sorted: number[], q: number): number {
@@ -146,6 +157,26 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
   const ortCallMs = p50("denoiser_calls") / options.steps;
   const compareTorch = options.compareTorch ? runTorch(options, ortCallMs) : undefined;
   const txt2imgTime = p50("denoiser_calls") + p50("denoise_loop") + p50("pipeline_setup") + p50("vae_decode");
+  // After the timed runs: counting and the matmul timing must not overlap them (the model's geometry
+  // stays readable after dispose).
+  const conditioningStage = projection ? "projection" : "text_encoder";
+  const efficiency = options.efficiency
+    ? efficiencyReport(
+        await countImageFlops(ldm, {
+          steps: options.steps,
+          guided: DEFAULTS.guidance > 1,
+          projection: projection ? { dir: projectionDir, planTokens } : undefined,
+        }),
+        {
+          conditioning: p50(conditioningStage),
+          denoiser: p50("denoiser_calls"),
+          decode: p50("vae_decode"),
+          image: p50(conditioningStage) + txt2imgTime,
+        },
+        await measureMatmulPeak({ threads: options.threads }),
+        theoreticalPeak(),
+      )
+    : undefined;
   return {
     machine: {
       cpu: cpus()[0]?.model ?? "unknown",
@@ -169,6 +200,7 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
     peakRssMb: process.resourceUsage().maxRSS / 1024,
     planTokens,
     compareTorch,
+    efficiency,
   };
 }
 
@@ -229,5 +261,6 @@ export function benchText(report: BenchReport): string {
         `${torch.torchCallMs.toFixed(2)} ms → ONNX Runtime ${torch.speedup.toFixed(2)}× faster`,
     );
   }
+  if (report.efficiency) lines.push(efficiencyText(report.efficiency));
   return lines.join("\n");
 }

@@ -7,13 +7,16 @@ import { DEFAULTS } from "../defaults.ts";
 import { invalid } from "../errors.ts";
 import { loadText, runLoad } from "../load.ts";
 
-export const usage = `atelier bench [--runs 20] [--steps ${DEFAULTS.steps}] [--threads N] [--models models] [--prompt "…"] [--json] [--compare-torch]
+export const usage = `atelier bench [--runs 20] [--steps ${DEFAULTS.steps}] [--threads N] [--models models] [--prompt "…"] [--json] [--compare-torch] [--efficiency]
 
 Profiles single-pass generations stage by stage (planning, hidden states, projection, denoiser calls, the
 loop around them, pipeline setup, VAE decode): p50/p95 over --runs, each stage's share, images/s, peak RSS
 and the ONNX Runtime settings. --threads: intra-op threads of the diffusion sessions (default: all cores).
 --compare-torch also runs training/bench_torch.py (PyTorch eager on the same U-Net weights, batch 2, steps and
 threads; needs /usr/bin/python3 with torch, or $ATELIER_PYTHON) and prints how many times faster ONNX Runtime is.
+--efficiency counts FLOPs per image from the ONNX graphs (2 × multiply-adds of Conv/ConvTranspose/MatMul/Gemm at
+the shapes they run at), times a float32 matmul in ONNX Runtime with the same threads, and prints the achieved
+GFLOP/s and percentage of that peak per stage and per image.
 
 atelier bench --agent [--runs 20] [--steps ${DEFAULTS.steps}] [--threads N] [--models models] [--prompt "…"] [--json]
   The critique loop (up to 3 rounds; needs ldm/, planner/ and describer/ under --models): p50/p95 per node
@@ -42,6 +45,7 @@ export async function run(argv: string[]): Promise<number> {
       prompt: { type: "string" },
       json: { type: "boolean" },
       "compare-torch": { type: "boolean" },
+      efficiency: { type: "boolean" },
       agent: { type: "boolean" },
       load: { type: "string" },
       requests: { type: "string" },
@@ -80,6 +84,7 @@ export async function run(argv: string[]): Promise<number> {
     threads: positive("threads", values.threads, availableParallelism()),
     prompt: values.prompt ?? "three yellow stars above a blue square on a black background",
     compareTorch: values["compare-torch"] ?? false,
+    efficiency: values.efficiency ?? false,
   });
   console.log(values.json ? JSON.stringify(report, null, 2) : benchText(report));
   return 0;
