@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # Projection ablations (issue 7): every variant trains with the same data, seed and steps, is exported beside
 # the embedded planner and denoiser, and is scored by `atelier eval --mode plan` on the same prompts and seeds;
-# `--mode native` (the denoiser's own text encoder on the raw prompt) is the baseline. Resumable: finished
+# the baselines are `--mode native` (the denoiser's own text encoder on the raw prompt) and `--mode plan-text`
+# (the planner's plan, as a caption, through that text encoder). Resumable: finished
 # evals are kept, interrupted training resumes. OUT/summary.md gets one row per run.
 #   training/projection_ablations.sh [OUT]
-#   env: CONFIG (default) STEPS (1500) MODELS (models) DATA VAL PROMPTS IMAGES (2) SEED (1) TRAIN_OUT (training)
+#   env: CONFIG (default) STEPS (1500) BATCH (the config's) MODELS (models) DATA VAL PROMPTS IMAGES (2) SEED (1)
+#        TRAIN_OUT (training)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-runs/projection-ablations}
 config=${CONFIG:-default}
 steps=${STEPS:-1500}
+batch=(${BATCH:+--batch "$BATCH"})
 models=$(realpath "${MODELS:-models}")
 data=${DATA:-data/projection/train}
 val=${VAL:-data/projection/val}
@@ -29,6 +32,7 @@ evaluate() { # mode models-dir dest
 
 mkdir -p "$out"
 evaluate native "$models" "$out/native"
+evaluate plan-text "$models" "$out/plan-text"
 for variant in "${variants[@]}"; do
   name=${variant%%:*}
   read -r -a flags <<< "${variant#*:}"
@@ -38,18 +42,19 @@ for variant in "${variants[@]}"; do
   [ -f "$train_out/checkpoints/projection-$name.pt" ] && resume=(--resume)
   "$py" training/projection.py train --config "$config" --name "projection-$name" --out "$train_out" \
     --planner "$models/planner" --denoiser "$models/ldm" --data "$data" --val "$val" --steps "$steps" \
-    --seed "$seed" "${flags[@]}" "${resume[@]}"
+    "${batch[@]}" --seed "$seed" "${flags[@]}" "${resume[@]}"
   "$py" training/projection.py export --name "projection-$name" --out "$train_out" --dest "$dir/models/projection"
   ln -sfn "$models/ldm" "$dir/models/ldm"
   ln -sfn "$models/planner" "$dir/models/planner"
   evaluate plan "$dir/models" "$dir/eval"
 done
 
-node --input-type=module - "$out" native "${variants[@]%%:*}" <<'EOF'
+node --input-type=module - "$out" native plan-text "${variants[@]%%:*}" <<'EOF'
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 const [out, ...runs] = process.argv.slice(2);
 const rows = runs.map((run) => {
-  const path = `${out}/${run}/${run === "native" ? "" : "eval/"}report.json`;
+  const baseline = run === "native" || run === "plan-text";
+  const path = `${out}/${run}/${baseline ? "" : "eval/"}report.json`;
   const report = JSON.parse(readFileSync(path, "utf8"));
   const manifest = `${out}/${run}/models/projection/projection.json`;
   const val = existsSync(manifest) ? JSON.parse(readFileSync(manifest, "utf8")).training.val : {};
