@@ -115,6 +115,7 @@ export interface EvalOptions {
 }
 
 export const CONTACT_SHEET = "contact-sheet.png";
+export const categorySheet = (category: string) => `contact-sheet-${category}.png`;
 
 export async function runEval(options: EvalOptions): Promise<Report> {
   const results: PromptResult[] = [];
@@ -174,6 +175,22 @@ export async function runEval(options: EvalOptions): Promise<Report> {
     const perRow = options.imagesPerPrompt * Math.max(1, Math.floor(16 / options.imagesPerPrompt));
     const sheet = contactSheet(tiles, { columns: Math.min(perRow, tiles.length), marks });
     writeFileSync(join(options.out, CONTACT_SHEET), encodePng(sheet));
+    // One small sheet per category: its first prompts, up to 16 images.
+    let first = 0;
+    const byCategory = new Map<string, number[]>();
+    for (const result of results) {
+      const indexes = byCategory.get(result.category) ?? [];
+      for (let k = 0; k < result.images.length; k++) if (indexes.length < 16) indexes.push(first + k);
+      byCategory.set(result.category, indexes);
+      first += result.images.length;
+    }
+    for (const [category, indexes] of byCategory) {
+      const picked = contactSheet(
+        indexes.map((i) => tiles[i]!),
+        { columns: Math.min(8, indexes.length), marks: indexes.map((i) => marks[i]) },
+      );
+      writeFileSync(join(options.out, categorySheet(category)), encodePng(picked));
+    }
   }
   return report;
 }

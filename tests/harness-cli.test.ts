@@ -79,6 +79,10 @@ describe("atelier eval", () => {
     const { image } = decodePng(readFileSync(join(out, report.contact_sheet)));
     // 6 tiles of 64 px in one row (whole prompts per row), 2 px gaps.
     expect([image.width, image.height]).toEqual([6 * 66 + 2, 66 + 2]);
+    for (const category of ["counting", "edit", "position"]) {
+      const sheet = decodePng(readFileSync(join(out, `contact-sheet-${category}.png`))).image;
+      expect([sheet.width, sheet.height]).toEqual([2 * 66 + 2, 66 + 2]); // the category's 2 images
+    }
   });
 
   it("names the line and field of a bad prompt file", () => {
