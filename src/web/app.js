@@ -199,6 +199,8 @@ const NODE_LABELS = {
   queued: (e) => `queued${e.position ? ` (${e.position} ahead)` : ""}`,
   planning: (e) => `round ${e.round} · planning`,
   plan: (e) => `round ${e.round} · plan ready, conditioning`,
+  conditioning: (e) =>
+    `round ${e.round} · conditioned via ${e.via === "projection" ? "projection layers" : "text encoder"}${e.lock ? " (layout lock)" : ""}`,
   step: (e) => `round ${e.round} · denoising step ${e.step}/${e.steps}`,
   describing: (e) => `round ${e.round} · describing the image`,
   critique: (e) => `round ${e.round} · agreement ${e.agreement.toFixed(2)}`,
