@@ -18,6 +18,8 @@ import {
   BACKGROUND_WORDS,
   LIGHTING_ADJECTIVES,
   LIGHTING_NOUNS,
+  POSITION_WORDS,
+  RELATION_WORDS,
   REQUEST_DEFAULTS,
   SIZE_WORDS,
   STYLE_NOUNS,
@@ -31,6 +33,10 @@ import {
   type Lighting,
   MAX_COUNT,
   MAX_GROUPS,
+  type Placement,
+  type Position,
+  parseScene,
+  type Relation,
   type Scene,
   SHAPES,
   type Shape,
@@ -127,6 +133,126 @@ export function objectMentions(text: string): ObjectMention[] {
   return found;
 }
 
+/** A word of a request with what it is part of (mentions are numbered in order). */
+type Mark =
+  | { kind: "mention"; index: number }
+  | { kind: "reference"; index: number | null }
+  | { kind: "position"; position: Position }
+  | { kind: "relation"; relation: Relation }
+  | { kind: "boundary" };
+
+const PHRASES: { words: string[]; mark: Mark }[] = [
+  ...(Object.entries(RELATION_WORDS) as [Relation, string[]][]).flatMap(([relation, list]) =>
+    list.map((p) => ({ words: p.split(" "), mark: { kind: "relation", relation } as Mark })),
+  ),
+  ...(Object.entries(POSITION_WORDS) as [Position, string[]][]).flatMap(([position, list]) =>
+    list.map((p) => ({ words: p.split(" "), mark: { kind: "position", position } as Mark })),
+  ),
+].sort((a, b) => b.words.length - a.words.length);
+const ORDINALS = ["first", "second", "third", "fourth"];
+/** Words a definite reference may hold before its shape: a colour, a size word, an ordinal. */
+const isModifier = (word: string | undefined) =>
+  word !== undefined && (COLOR_WORDS.has(word) || SIZE_BY_WORD.has(word) || ORDINALS.includes(word));
+
+/** The mention a definite reference ("the red star", "the second circle") picks out, or null. */
+function resolveReference(
+  mentions: ObjectMention[],
+  modifiers: string[],
+  shape: Shape,
+  plural: boolean,
+): number | null {
+  const color = modifiers.find((m) => COLOR_WORDS.has(m));
+  const size = modifiers.map((m) => SIZE_BY_WORD.get(m)).find(Boolean);
+  const rank = ORDINALS.findIndex((o) => modifiers.includes(o));
+  const matches = mentions.flatMap((m, i) =>
+    m.shape === shape &&
+    (!color || m.color === color) &&
+    (!size || (m.size ?? REQUEST_DEFAULTS.size) === size) &&
+    (m.count === undefined || m.count > 1 === plural)
+      ? [i]
+      : [],
+  );
+  if (rank >= 0) return matches[rank] ?? null;
+  return matches.length === 1 ? matches[0]! : null;
+}
+
+/**
+ * The placement a first request states for each mentioned group: a position phrase belongs to the last
+ * object mentioned before it in its clause ("a star at the top left"); a relation phrase relates the last
+ * object mentioned or referred to before it to the next one after it ("a star left of a square", "; the
+ * square goes above the circle"). Unplaced groups are free. Null when something does not resolve or a
+ * group is placed twice: the planner then decides the layout alone.
+ */
+export function statedPlacements(text: string, mentions: ObjectMention[]): Placement[] | null {
+  const tokens = text.toLowerCase().match(/[a-z]+(?:-[a-z]+)*|\d+|[;.!?]/g) ?? [];
+  const marks: Mark[] = [];
+  let mention = 0;
+  let open: number | null = null; // token index of an unresolved determiner
+  for (let i = 0; i < tokens.length; ) {
+    const word = tokens[i]!;
+    if (/^[;.!?]$/.test(word)) {
+      marks.push({ kind: "boundary" });
+      open = null;
+      i++;
+      continue;
+    }
+    const phrase = PHRASES.find((p) => p.words.every((w, k) => tokens[i + k] === w));
+    if (phrase) {
+      marks.push(phrase.mark);
+      i += phrase.words.length;
+      continue;
+    }
+    if (word === "the") {
+      const modifiers: string[] = [];
+      let j = i + 1;
+      while (j <= i + MAX_MODIFIERS && isModifier(tokens[j])) modifiers.push(tokens[j++]!);
+      const head = tokens[j];
+      if (head && SHAPE_BY_WORD.has(head)) {
+        const shape = SHAPE_BY_WORD.get(head)!;
+        marks.push({
+          kind: "reference",
+          index: resolveReference(mentions, modifiers, shape, head !== shape),
+        });
+        i = j + 1;
+        continue;
+      }
+    }
+    if (word === "it") marks.push({ kind: "reference", index: mention - 1 >= 0 ? mention - 1 : null });
+    if (DETERMINERS.has(word)) open = i;
+    else if (SHAPE_BY_WORD.has(word) && open !== null && i - open - 1 <= MAX_MODIFIERS) {
+      marks.push({ kind: "mention", index: mention++ });
+      open = null;
+    }
+    i++;
+  }
+  if (mention !== mentions.length) return null;
+
+  const placements: (Placement | null)[] = mentions.map(() => null);
+  const place = (index: number | null, placement: Placement): boolean => {
+    if (index === null || placements[index]) return false;
+    placements[index] = placement;
+    return true;
+  };
+  let subject: number | null = null; // the last object mentioned or referred to in the clause
+  for (let k = 0; k < marks.length; k++) {
+    const mark = marks[k]!;
+    if (mark.kind === "boundary") subject = null;
+    else if (mark.kind === "mention" || mark.kind === "reference") subject = mark.index;
+    else if (mark.kind === "position") {
+      if (!place(subject, { kind: "grid", position: mark.position })) return null;
+    } else {
+      const next = marks[k + 1];
+      if (!next || (next.kind !== "mention" && next.kind !== "reference") || next.index === null) return null;
+      if (
+        next.index === subject ||
+        !place(subject, { kind: "relation", relation: mark.relation, of: next.index })
+      )
+        return null;
+    }
+  }
+  return placements.map((p) => p ?? { kind: "free" });
+}
+
 const union = <T>(...parts: Iterable<T>[]): Set<T> => new Set(parts.flatMap((p) => [...p]));
 
 /** The restrictions the conversation supports (see the module comment). */
@@ -201,7 +327,9 @@ export function groundingFor(messages: readonly ChatMessage[]): PlanRestrictions
     const mentions = objectMentions(text);
     if (mentions.length > 0 && mentions.length <= MAX_GROUPS) {
       restrictions.groups = { min: mentions.length, max: mentions.length };
-      restrictions.perGroup = mentions.map((m) => ({
+      const placements = statedPlacements(text, mentions);
+      restrictions.perGroup = mentions.map((m, k) => ({
+        ...(placements ? { placement: placements[k] } : {}),
         shapes: new Set([m.shape]),
         sizes: new Set([m.size ?? REQUEST_DEFAULTS.size]),
         ...(m.count === undefined ? {} : { counts: new Set([m.count]) }),
@@ -210,7 +338,12 @@ export function groundingFor(messages: readonly ChatMessage[]): PlanRestrictions
     }
     return restrictions;
   }
-  Object.assign(restrictions, editGrounding(plans.at(-1)!, lastTurn));
+  // A critique lists several differences at once; only a user's edit turn is read as one edit.
+  const stated = messages.at(-1)?.role === "user" ? statedEdit(plans.at(-1)!, lastTurn) : null;
+  if (stated) {
+    restrictions.groups = { min: stated.length, max: stated.length };
+    restrictions.perGroup = stated.map((g) => ({ ...keep([g]), placement: g.placement }));
+  } else Object.assign(restrictions, editGrounding(plans.at(-1)!, lastTurn));
   return restrictions;
 }
 
@@ -287,4 +420,151 @@ function keep(sources: Scene["objects"]): GroupRestriction {
     shapes: new Set(sources.map((g) => g.shape)),
     colors: new Set(sources.map((g) => g.color)),
   };
+}
+
+const GROW = new Set(["bigger", "larger", "enlarge", "grow", "up"]);
+const SHRINK = new Set(["smaller", "shrink", "down"]);
+
+/** A group as an edit states it: every field, so the plan of the group is fixed. */
+type StatedGroup = Scene["objects"][number];
+
+/**
+ * The scene an edit turn states, when its words leave one reading: references ("the red star", "it" when
+ * there is one group) pick the edited group, and what else the turn says picks the edit — new object
+ * mentions add groups (or, with the edited group's shape and colour, recount it), a position or relation
+ * moves it, a colour recolours it, a size word or bigger/smaller resizes it, and a reference with nothing
+ * else removes it (an unknown verb with only a reference: "drop the star"). Style, background and lighting
+ * edits leave every group as it was. Null when the turn reads more than one way.
+ */
+export function statedEdit(previous: Scene, turn: string): StatedGroup[] | null {
+  const groups = readEdit(previous, turn);
+  if (!groups) return null;
+  try {
+    parseScene({ ...previous, objects: groups }, "edit"); // e.g. a relation to a group of two
+    return groups;
+  } catch {
+    return null;
+  }
+}
+
+function readEdit(previous: Scene, turn: string): StatedGroup[] | null {
+  const groups = previous.objects;
+  const tokens = turn.toLowerCase().match(/[a-z]+(?:-[a-z]+)*|\d+|[;.!?]/g) ?? [];
+  const refs: number[] = [];
+  const added: { mention: ObjectMention; placement: Placement }[] = [];
+  const loose = { colors: [] as Color[], sizes: [] as Size[], grow: false, shrink: false };
+  const moves: Placement[] = [];
+  let pendingRelation: Relation | null = null;
+  let open: { at: number; between: string[]; count: number } | null = null;
+  const asGroups = groups.map((g) => ({ ...g }) as ObjectMention);
+  for (let i = 0; i < tokens.length; ) {
+    const word = tokens[i]!;
+    const phrase = PHRASES.find((p) => p.words.every((w, k) => tokens[i + k] === w));
+    if (phrase && !open) {
+      if (phrase.mark.kind === "position") {
+        const position = phrase.mark.position;
+        if (added.length > 0 && refs.length === 0) added.at(-1)!.placement = { kind: "grid", position };
+        else moves.push({ kind: "grid", position });
+      } else if (phrase.mark.kind === "relation") pendingRelation = phrase.mark.relation;
+      i += phrase.words.length;
+      continue;
+    }
+    if (word === "the" && !open) {
+      const modifiers: string[] = [];
+      let j = i + 1;
+      while (j <= i + MAX_MODIFIERS && isModifier(tokens[j])) modifiers.push(tokens[j++]!);
+      const head = tokens[j];
+      let index: number | null | undefined;
+      if (head && SHAPE_BY_WORD.has(head)) {
+        index = resolveReference(
+          asGroups,
+          modifiers,
+          SHAPE_BY_WORD.get(head)!,
+          head !== SHAPE_BY_WORD.get(head),
+        );
+      } else if (head === "one" || head === "ones") {
+        const color = modifiers.find((m) => COLOR_WORDS.has(m));
+        const matches = groups.flatMap((g, k) => (color && g.color === color ? [k] : []));
+        index = matches.length === 1 ? matches[0]! : null;
+      }
+      if (index !== undefined) {
+        if (index === null) return null;
+        if (pendingRelation) {
+          const placement: Placement = { kind: "relation", relation: pendingRelation, of: index };
+          if (added.length > 0 && refs.length === 0) added.at(-1)!.placement = placement;
+          else moves.push(placement);
+          pendingRelation = null;
+        } else refs.push(index);
+        i = j + 1;
+        continue;
+      }
+    }
+    if (word === "it" || word === "them") {
+      // after a reference, "it" is that group ("shift the star so it sits …")
+      if (refs.length === 0 && groups.length !== 1) return null;
+      if (refs.length === 0) refs.push(0);
+    } else if (DETERMINERS.has(word) && !(word === "one" && tokens[i + 1] === "more")) {
+      open = { at: i, between: [], count: determinerCount(word) };
+    } else if (open && SHAPE_BY_WORD.has(word)) {
+      const [mention] = objectMentions(tokens.slice(open.at, i + 1).join(" "));
+      if (mention) added.push({ mention, placement: { kind: "free" } });
+      open = null;
+    } else if (open) {
+      if (open.between.length >= MAX_MODIFIERS) open = null;
+      else open.between.push(word);
+    } else if (COLOR_WORDS.has(word)) loose.colors.push(word as Color);
+    else if (SIZE_BY_WORD.has(word)) loose.sizes.push(SIZE_BY_WORD.get(word)!);
+    else if (GROW.has(word)) loose.grow = true;
+    else if (SHRINK.has(word)) loose.shrink = true;
+    i++;
+  }
+  if (pendingRelation) return null;
+  const targets = [...new Set(refs)];
+  const next = groups.map((g) => ({ ...g, placement: { ...g.placement } }) as StatedGroup);
+  if (added.length > 0) {
+    const target = targets.length === 1 ? groups[targets[0]!]! : null;
+    const only = added.length === 1 ? added[0]!.mention : null;
+    if (target && only && only.shape === target.shape && (only.color ?? target.color) === target.color) {
+      if (only.count === undefined) return null;
+      next[targets[0]!]!.count = only.count; // "swap the crosses for three blue crosses"
+      return next;
+    }
+    if (targets.length > 0 || moves.length > 0) return null;
+    for (const { mention, placement } of added) {
+      if (!mention.color || mention.count === undefined) return null;
+      next.push({
+        shape: mention.shape,
+        color: mention.color,
+        size: mention.size ?? REQUEST_DEFAULTS.size,
+        count: mention.count,
+        placement,
+      });
+    }
+    return next.length <= MAX_GROUPS ? next : null;
+  }
+  if (targets.length === 0) return moves.length === 0 && loose.colors.length === 0 ? next : null;
+  if (targets.length !== 1) return null;
+  const target = targets[0]!;
+  const group = next[target]!;
+  const changes = [
+    moves.length > 0,
+    loose.colors.length > 0,
+    loose.sizes.length > 0 || loose.grow || loose.shrink,
+  ];
+  if (changes.filter(Boolean).length > 1 || moves.length > 1 || loose.colors.length > 1) return null;
+  if (moves.length === 1) group.placement = moves[0]!;
+  else if (loose.colors.length === 1) group.color = loose.colors[0]!;
+  else if (loose.sizes.length === 1) group.size = loose.sizes[0]!;
+  else if (loose.grow !== loose.shrink) {
+    const size = SIZES[SIZES.indexOf(group.size) + (loose.grow ? 1 : -1)];
+    if (!size) return null;
+    group.size = size;
+  } else if (!loose.grow && loose.sizes.length === 0) {
+    // Only a reference: a removal. Groups after it move up; relations to them follow.
+    if (next.some((g) => g.placement.kind === "relation" && g.placement.of === target)) return null;
+    next.splice(target, 1);
+    for (const g of next) if (g.placement.kind === "relation" && g.placement.of > target) g.placement.of -= 1;
+    return next.length > 0 ? next : null;
+  } else return null;
+  return next;
 }

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { parsePlan } from "../evals/language/plan.ts";
 import { createPlanGrammar, tokenizePlan } from "../evals/language/plan-grammar.ts";
-import { groundingFor, objectMentions } from "../planner/grounding.ts";
+import { groundingFor, objectMentions, statedEdit, statedPlacements } from "../planner/grounding.ts";
 import { Planner } from "../planner/planner.ts";
 
 const user = (content: string) => ({ role: "user" as const, content });
@@ -25,6 +26,69 @@ describe("object mentions", () => {
   });
 });
 
+describe("stated placements", () => {
+  const placements = (text: string) => statedPlacements(text, objectMentions(text));
+
+  it("attaches positions to the object before them and relations to the objects around them", () => {
+    expect(placements("a triangle above a star")).toEqual([
+      { kind: "relation", relation: "above", of: 1 },
+      { kind: "free" },
+    ]);
+    expect(
+      placements(
+        "a yellow circle plus a small square in the lower left; the circle sits right of the square",
+      ),
+    ).toEqual([
+      { kind: "relation", relation: "right_of", of: 1 },
+      { kind: "grid", position: "bottom_left" },
+    ]);
+    expect(placements("a star at the top-left corner plus a circle")).toEqual([
+      { kind: "grid", position: "top_left" },
+      { kind: "free" },
+    ]);
+  });
+
+  it("gives up when a reference picks no object or an object is placed twice", () => {
+    expect(placements("a star left of the square")).toBeNull();
+    expect(placements("a star at the top, at the bottom")).toBeNull();
+  });
+});
+
+describe("stated edits", () => {
+  const scene = parsePlan(
+    "<IMG_BEGIN> <STYLE> flat <LAYOUT> 1 top left ; 2 anywhere ; 3 above 1 <OBJECT> 1 one small circle ; 2 two large stars ; 3 one medium square <COLOR> 1 red ; 2 blue ; 3 green ; background white <LIGHTING> daylight <IMG_END>",
+  );
+  const groups = scene.objects;
+
+  it("reads recolour, resize, move, recount, add and removal from the turn's words", () => {
+    expect(statedEdit(scene, "turn the stars pink")![1]).toEqual({ ...groups[1], color: "pink" });
+    expect(statedEdit(scene, "could the square be bigger?")![2]).toEqual({ ...groups[2], size: "large" });
+    expect(statedEdit(scene, "shift the red one to the center")![0]).toEqual({
+      ...groups[0],
+      placement: { kind: "grid", position: "center" },
+    });
+    expect(statedEdit(scene, "swap the stars for three blue stars")![1]).toEqual({ ...groups[1], count: 3 });
+    expect(statedEdit(scene, "throw in a tiny pink cross below the stars")).toBeNull(); // stars are two: no relation
+    expect(statedEdit(scene, "let's also have a tiny pink cross")!.at(-1)).toEqual({
+      shape: "cross",
+      color: "pink",
+      size: "small",
+      count: 1,
+      placement: { kind: "free" },
+    });
+    expect(statedEdit(scene, "drop the stars")).toEqual([
+      groups[0],
+      { ...groups[2], placement: { ...groups[2]!.placement, of: 0 } },
+    ]);
+  });
+
+  it("leaves every group as it was for a scene-wide edit, and refuses what reads two ways", () => {
+    expect(statedEdit(scene, "swap the backdrop for black")).toEqual(groups);
+    expect(statedEdit(scene, "erase the circle")).toBeNull(); // the square is placed relative to it
+    expect(statedEdit(scene, "make it blue")).toBeNull(); // "it" among three groups
+  });
+});
+
 describe("grounding", () => {
   it("allows only defaults and what the request states", () => {
     const r = groundingFor([
@@ -37,12 +101,18 @@ describe("grounding", () => {
     expect(r.groups).toEqual({ min: 2, max: 2 });
     expect(r.perGroup).toEqual([
       {
+        placement: { kind: "free" },
         shapes: new Set(["star"]),
         counts: new Set([1]),
         sizes: new Set(["large"]),
         colors: new Set(["green"]),
       },
-      { shapes: new Set(["circle"]), counts: new Set([1]), sizes: new Set(["medium"]) },
+      {
+        placement: { kind: "free" },
+        shapes: new Set(["circle"]),
+        counts: new Set([1]),
+        sizes: new Set(["medium"]),
+      },
     ]);
   });
 
@@ -61,18 +131,33 @@ describe("grounding", () => {
     ]);
     expect([...r.styles!].sort()).toEqual(["flat", "outline"]);
     expect([...r.colors!].sort()).toEqual(["blue", "red"]);
-    // the blue circle is new; the red star is not referred to ("blue circle" names neither its colour nor
-    // its shape), so it keeps its values
-    expect(r.groups).toEqual({ min: 1, max: 2 });
+    expect(r.sizes!.size).toBe(3);
+    // the turn reads one way (an added blue circle): the star keeps everything, the circle is as said
+    const star = {
+      counts: new Set([1]),
+      sizes: new Set(["large"]),
+      shapes: new Set(["star"]),
+      colors: new Set(["red"]),
+    };
+    expect(r.groups).toEqual({ min: 2, max: 2 });
     expect(r.perGroup).toEqual([
+      { ...star, placement: { kind: "grid", position: "top" } },
       {
         counts: new Set([1]),
-        sizes: new Set(["large"]),
-        shapes: new Set(["star"]),
-        colors: new Set(["red"]),
+        sizes: new Set(["medium"]),
+        shapes: new Set(["circle"]),
+        colors: new Set(["blue"]),
+        placement: { kind: "free" },
       },
     ]);
-    expect(r.sizes!.size).toBe(3);
+    // a critique lists differences and is not read as one edit: groups it does not refer to keep their values
+    const revision = groundingFor([
+      user("a big red star at the top"),
+      { role: "assistant", content: plan },
+      { role: "critique", content: "there should be a blue circle" },
+    ]);
+    expect(revision.groups).toEqual({ min: 1, max: 2 });
+    expect(revision.perGroup).toEqual([star]);
   });
 });
 

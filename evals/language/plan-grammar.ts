@@ -131,6 +131,8 @@ export interface PlanRestrictions {
 }
 
 export interface GroupRestriction {
+  /** The group's layout item, when the conversation states it. */
+  placement?: Placement;
   counts?: ReadonlySet<number>;
   sizes?: ReadonlySet<Size>;
   shapes?: ReadonlySet<Shape>;
@@ -243,6 +245,8 @@ export class PlanGrammar {
     const r = this.restrictions;
     const index = this.phase === "color" ? this.fields.colors.length : this.fields.objects.length;
     const group = r.perGroup?.[index];
+    const layoutItem = this.layoutRestriction(r.perGroup?.[this.groups]?.placement);
+    if (layoutItem) return layoutItem;
     // A group's own set wins over the plan-wide one; the key names the set by its values.
     const within = <T extends string | number>(
       slot: string,
@@ -273,6 +277,33 @@ export class PlanGrammar {
         return within("background", undefined, r.backgrounds);
       case "lighting":
         return within("lighting", undefined, r.lightings);
+      default:
+        return null;
+    }
+  }
+
+  /** The words a stated placement allows in the layout phases (null outside them or when none is stated). */
+  private layoutRestriction(
+    placement: Placement | undefined,
+  ): { key: string; keep: (w: string) => boolean } | null {
+    if (!placement) return null;
+    const [first, second] =
+      placement.kind === "free"
+        ? ["anywhere", null]
+        : placement.kind === "grid"
+          ? (placement.position.split("_") as [string, string | undefined])
+          : placement.relation === "left_of" || placement.relation === "right_of"
+            ? [placement.relation.replace("_of", ""), "of"]
+            : [placement.relation, null];
+    const key = `layout=${JSON.stringify(placement)}`;
+    switch (this.phase) {
+      case "place":
+        return { key, keep: (w) => w === first };
+      case "afterVertical": // a corner word, or the end of the item
+      case "afterSide": // "of", or the end of the item
+        return { key, keep: (w) => (second ? w === second : w !== "left" && w !== "right" && w !== "of") };
+      case "target":
+        return placement.kind === "relation" ? { key, keep: (w) => w === String(placement.of + 1) } : null;
       default:
         return null;
     }
