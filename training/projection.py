@@ -273,7 +273,7 @@ def frozen_models(args, device):
 
 def train(args):
     config = dict(CONFIGS[args.config])
-    for key in ("layers", "top_k", "M", "aux_weight"):
+    for key in ("layers", "top_k", "M", "aux_weight", "lr"):
         if getattr(args, key) is not None:
             config[key] = getattr(args, key)
     device = setup(args, config)
@@ -503,6 +503,7 @@ def main():
     p.add_argument("--top-k", dest="top_k", type=int)
     p.add_argument("--M", type=int, help="number of conditioning tokens (learned queries)")
     p.add_argument("--aux-weight", dest="aux_weight", type=float, help="λ of the native-encoder alignment")
+    p.add_argument("--lr", type=float, help="peak learning rate (default: the config's)")
     p.add_argument("--dest", default="models/projection", help="export folder")
     p.set_defaults(data="data/projection/train", val="data/projection/val")
     args = p.parse_args()
