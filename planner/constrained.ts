@@ -17,6 +17,9 @@ interface DecodeState {
   partial: string;
 }
 
+/** A piece that is one word after a space: " star" → "star". */
+const WHOLE_WORD = /^ ([^\s]+)$/;
+
 const isSpace = (ch: string) => ch === " " || ch === "\n" || ch === "\t" || ch === "\r";
 
 /**
@@ -52,6 +55,15 @@ function feed(state: DecodeState, piece: string, continuable: boolean): DecodeSt
     return null; // after the plan only the end of sequence may come
   }
   return { grammar, partial: word };
+}
+
+/** The grammar once the word in progress is closed (null if that word is not allowed). */
+function afterWord(state: DecodeState): PlanGrammar | null {
+  if (!state.partial) return state.grammar;
+  if (!state.grammar.allowed().has(state.partial)) return null;
+  const grammar = state.grammar.clone();
+  grammar.advance(state.partial);
+  return grammar;
 }
 
 /** True when the text so far is a complete plan (its last word closing the grammar). */
@@ -96,11 +108,18 @@ export class PlanGrammarProcessor extends LogitsProcessor {
     }
     const row = (logits as unknown as Tensor[])[0]!.data as Float32Array;
     const done = complete(this.state);
+    // A whole-word piece (" star": every token of a word-level vocabulary) first closes the word in progress,
+    // then is allowed exactly when the grammar allows its word next: one state per step, not one per token.
+    const next = this.continuable ? null : afterWord(this.state)?.allowed();
     for (let id = 0; id < row.length; id++) {
       if (row[id] === Number.NEGATIVE_INFINITY) continue;
+      const piece = this.pieces[id] ?? "";
+      const word = next && WHOLE_WORD.exec(piece)?.[1];
       const allowed = this.eosIds.includes(id)
         ? done
-        : feed(this.state, this.pieces[id] ?? "", this.continuable) !== null;
+        : word
+          ? next!.has(word)
+          : feed(this.state, piece, this.continuable) !== null;
       if (!allowed) row[id] = Number.NEGATIVE_INFINITY;
     }
     return logits;
