@@ -38,7 +38,10 @@ export interface DecoderLLM {
 const REQUIRED_FILES = ["config.json", "tokenizer.json", "tokenizer_config.json", "onnx/model.onnx"];
 
 /** Loads a transformers.js decoder folder; `file` picks another ONNX file in `onnx/` (e.g. a tapped copy). */
-export async function loadDecoderLLM(dir: string, options: { file?: string } = {}): Promise<DecoderLLM> {
+export async function loadDecoderLLM(
+  dir: string,
+  options: { file?: string; threads?: number } = {},
+): Promise<DecoderLLM> {
   const root = resolve(dir);
   for (const file of REQUIRED_FILES) {
     if (!existsSync(resolve(root, file))) {
@@ -56,6 +59,8 @@ export async function loadDecoderLLM(dir: string, options: { file?: string } = {
     local_files_only: true,
     dtype: "fp32",
     model_file_name: options.file?.replace(/\.onnx$/, ""),
+    // A planner step is a few small matmuls: one thread beats the cost of waking more for each op.
+    session_options: { intraOpNumThreads: options.threads ?? 1, interOpNumThreads: 1 },
   });
   const session = (model as unknown as { sessions: Record<string, { outputNames: string[] }> }).sessions
     .model!;
