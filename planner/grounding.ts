@@ -342,7 +342,7 @@ export function groundingFor(messages: readonly ChatMessage[]): PlanRestrictions
   const stated = messages.at(-1)?.role === "user" ? statedEdit(plans.at(-1)!, lastTurn) : null;
   if (stated) {
     restrictions.groups = { min: stated.length, max: stated.length };
-    restrictions.perGroup = stated.map((g) => ({ ...keep([g]), placement: g.placement }));
+    restrictions.perGroup = stated.map((g) => keep([g]));
   } else Object.assign(restrictions, editGrounding(plans.at(-1)!, lastTurn));
   return restrictions;
 }
@@ -415,6 +415,8 @@ function editGrounding(previous: Scene, turn: string): Pick<PlanRestrictions, "g
 
 function keep(sources: Scene["objects"]): GroupRestriction {
   return {
+    // the layout item too, unless a removal may have shifted the group (its sources then differ)
+    ...(sources.length === 1 ? { placement: sources[0]!.placement } : {}),
     counts: new Set(sources.map((g) => g.count)),
     sizes: new Set(sources.map((g) => g.size)),
     shapes: new Set(sources.map((g) => g.shape)),

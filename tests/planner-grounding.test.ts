@@ -157,7 +157,7 @@ describe("grounding", () => {
       { role: "critique", content: "there should be a blue circle" },
     ]);
     expect(revision.groups).toEqual({ min: 1, max: 2 });
-    expect(revision.perGroup).toEqual([star]);
+    expect(revision.perGroup).toEqual([{ ...star, placement: { kind: "grid", position: "top" } }]);
   });
 });
 

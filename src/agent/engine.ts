@@ -10,6 +10,8 @@
  *   noise of an earlier one;
  * - guidance: kept, except after a critique that finds objects missing (a missing group, or fewer of a
  *   kind than planned), which raises it by GUIDANCE_STEP, at most GUIDANCE_MAX_RAISE above the request's;
+ * - a revision that departs from the target plan is not rendered (it could only lose agreement): the
+ *   round renders the target again with the new seed and guidance;
  * - every round is critiqued against round 1's plan, so agreements compare on one scale; a revised plan
  *   is conditioned in the original conversation (the context the projection was trained on).
  *
@@ -616,16 +618,21 @@ export class AgentEngine implements Engine {
     const guidance = findsMissing(last.issues)
       ? Math.min(state.guidance + GUIDANCE_STEP, base + GUIDANCE_MAX_RAISE)
       : state.guidance;
-    job.context.onEvent({ type: "revised", round, plan: revised.text });
-    const caption = captionForScene(revised.scene);
+    // Every round is judged against the target plan, so a revision that departs from it can only lose
+    // agreement (or drop what the user asked for): the revision is kept when it restates the target, and
+    // otherwise the next round renders the target again with its new seed and guidance.
+    const restates = critique(state.target, revised.scene).agreement === 1;
+    const plan = restates ? revised.text : state.target;
+    job.context.onEvent({ type: "revised", round, plan });
+    const caption = captionForScene(restates ? revised.scene : parsePlan(state.target));
     return {
       round,
-      currentPlan: revised.text,
+      currentPlan: plan,
       caption,
       guidance,
       pending: {
         round,
-        plan: revised.text,
+        plan,
         caption,
         timings: {},
         ...("record" in job.action ? { edit: job.action.record } : {}),
