@@ -6,6 +6,7 @@
  */
 import type { Generator } from "../evals/harness.ts";
 import { runEval } from "../evals/harness.ts";
+import { printPlan } from "../evals/language/plan.ts";
 import type { EvalPrompt } from "../evals/language/prompt-file.ts";
 import { layoutScene } from "../evals/layout.ts";
 import { renderScene } from "../evals/render.ts";
@@ -20,9 +21,8 @@ export function renderedPlanGenerator(planner: Planner, options: PlanOptions = {
       let scene: Scene | null = null;
       for (const turn of request.turns) {
         messages.push({ role: "user", content: turn });
-        const result = await planner.plan(messages, options);
-        scene = result.scene;
-        messages.push({ role: "assistant", content: result.text });
+        ({ scene } = await planner.plan(messages, options));
+        messages.push({ role: "assistant", content: printPlan(scene) });
       }
       return renderScene(scene!, layoutScene(scene!, seed), seed);
     },

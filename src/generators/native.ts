@@ -5,23 +5,15 @@
  */
 import { join } from "node:path";
 import type { Generator, GeneratorOptions } from "../../evals/harness.ts";
-import { encodePromptPair, loadDiffusionModel, txt2img } from "../../pipelines/index.ts";
-import { DEFAULTS } from "../defaults.ts";
+import { encodePromptPair, loadDiffusionModel } from "../../pipelines/index.ts";
+import { sampleWithDefaults } from "./common.ts";
 
 export async function createNativeGenerator(options: GeneratorOptions): Promise<Generator> {
   const model = await loadDiffusionModel(join(options.models ?? "models", "ldm"));
   return {
     async generate(request, seed) {
-      const render = async (turns: readonly string[]) => {
-        const conditioning = await encodePromptPair(model, turns.join(". "), "");
-        const result = await txt2img(model, conditioning, {
-          steps: DEFAULTS.steps,
-          guidance: DEFAULTS.guidance,
-          scheduler: DEFAULTS.sampler,
-          seed,
-        });
-        return result.images[0]!;
-      };
+      const render = async (turns: readonly string[]) =>
+        sampleWithDefaults(model, await encodePromptPair(model, turns.join(". "), ""), seed);
       const last = request.turns.length - 1;
       if (last > 0 && request.onTurn) request.onTurn(last - 1, await render(request.turns.slice(0, last)));
       return render(request.turns);

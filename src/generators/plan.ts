@@ -6,10 +6,10 @@
  */
 import { join } from "node:path";
 import type { Generator, GeneratorOptions } from "../../evals/harness.ts";
-import { loadDiffusionModel, txt2img } from "../../pipelines/index.ts";
-import { type ChatMessage, Planner } from "../../planner/planner.ts";
+import { loadDiffusionModel } from "../../pipelines/index.ts";
+import { Planner } from "../../planner/planner.ts";
 import { loadProjection } from "../../projection/projection.ts";
-import { DEFAULTS } from "../defaults.ts";
+import { planTurns, sampleWithDefaults } from "./common.ts";
 
 export async function createPlanGenerator(options: GeneratorOptions): Promise<Generator> {
   const root = options.models ?? "models";
@@ -18,23 +18,13 @@ export async function createPlanGenerator(options: GeneratorOptions): Promise<Ge
   const projection = await loadProjection(join(root, "projection"), { planner, denoiser: model });
   return {
     async generate(request, seed) {
-      const messages: ChatMessage[] = [];
+      const messages = await planTurns(planner, request.turns);
       const render = async (turn: number) => {
         // The conversation up to this turn's request, and the plan that answers it.
         const context = messages.slice(0, 2 * turn + 1);
         const conditioning = await projection.condition(planner, context, messages[2 * turn + 1]!.content);
-        const result = await txt2img(model, conditioning, {
-          steps: DEFAULTS.steps,
-          guidance: DEFAULTS.guidance,
-          scheduler: DEFAULTS.sampler,
-          seed,
-        });
-        return result.images[0]!;
+        return sampleWithDefaults(model, conditioning, seed);
       };
-      for (const turn of request.turns) {
-        messages.push({ role: "user", content: turn });
-        messages.push({ role: "assistant", content: (await planner.plan(messages)).text });
-      }
       const last = request.turns.length - 1;
       // Single pass, no session: the image before an edit is the previous plan rendered with the same seed.
       if (last > 0 && request.onTurn) request.onTurn(last - 1, await render(last - 1));
