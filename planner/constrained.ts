@@ -66,15 +66,6 @@ function afterWord(state: DecodeState): PlanGrammar | null {
   return grammar;
 }
 
-/** True when the text so far is a complete plan (its last word closing the grammar). */
-function complete(state: DecodeState): boolean {
-  if (!state.partial) return state.grammar.done;
-  if (!state.grammar.allowed().has(state.partial)) return false;
-  const grammar = state.grammar.clone();
-  grammar.advance(state.partial);
-  return grammar.done;
-}
-
 export class PlanGrammarProcessor extends LogitsProcessor {
   private state: DecodeState;
   private consumed = 0;
@@ -107,10 +98,12 @@ export class PlanGrammarProcessor extends LogitsProcessor {
       if (next) this.state = next;
     }
     const row = (logits as unknown as Tensor[])[0]!.data as Float32Array;
-    const done = complete(this.state);
+    // The text so far is a complete plan when closing its last word closes the grammar.
+    const closed = afterWord(this.state);
+    const done = closed?.done ?? false;
     // A whole-word piece (" star": every token of a word-level vocabulary) first closes the word in progress,
     // then is allowed exactly when the grammar allows its word next: one state per step, not one per token.
-    const next = this.continuable ? null : afterWord(this.state)?.allowed();
+    const next = this.continuable ? null : closed?.allowed();
     for (let id = 0; id < row.length; id++) {
       if (row[id] === Number.NEGATIVE_INFINITY) continue;
       const piece = this.pieces[id] ?? "";

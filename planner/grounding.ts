@@ -74,6 +74,11 @@ function words(text: string): string[] {
   return text.toLowerCase().match(/[a-z]+(?:-[a-z]+)*|\d+/g) ?? [];
 }
 
+/** Like `words`, plus clause punctuation as tokens of its own (";", ".", "!", "?"). */
+function tokens(text: string): string[] {
+  return text.toLowerCase().match(/[a-z]+(?:-[a-z]+)*|\d+|[;.!?]/g) ?? [];
+}
+
 /** Whether `phrase` (one or more words) occurs in `text` as whole words. */
 function mentions(text: string, phrase: string): boolean {
   const escaped = phrase.toLowerCase().replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
@@ -154,12 +159,31 @@ const ORDINALS = ["first", "second", "third", "fourth"];
 const isModifier = (word: string | undefined) =>
   word !== undefined && (COLOR_WORDS.has(word) || SIZE_BY_WORD.has(word) || ORDINALS.includes(word));
 
-/** The mention a definite reference ("the red star", "the second circle") picks out, or null. */
+/** A definite reference at `i`: "the", up to three modifiers, and a shape word or "one(s)". */
+interface DefiniteReference {
+  modifiers: string[];
+  /** Unset for "the red one(s)". */
+  shape?: Shape;
+  plural: boolean;
+  /** The token after the reference. */
+  end: number;
+}
+
+function definiteReference(list: readonly string[], i: number): DefiniteReference | null {
+  if (list[i] !== "the") return null;
+  let j = i + 1;
+  while (j <= i + MAX_MODIFIERS && isModifier(list[j])) j++;
+  const head = list[j];
+  const modifiers = list.slice(i + 1, j);
+  if (head === "one" || head === "ones") return { modifiers, plural: head === "ones", end: j + 1 };
+  const shape = head === undefined ? undefined : SHAPE_BY_WORD.get(head);
+  return shape ? { modifiers, shape, plural: head !== shape, end: j + 1 } : null;
+}
+
+/** The mention (or group) a definite reference with a shape ("the red star", "the second circle") picks out. */
 function resolveReference(
-  mentions: ObjectMention[],
-  modifiers: string[],
-  shape: Shape,
-  plural: boolean,
+  mentions: readonly ObjectMention[],
+  { modifiers, shape, plural }: DefiniteReference,
 ): number | null {
   const color = modifiers.find((m) => COLOR_WORDS.has(m));
   const size = modifiers.map((m) => SIZE_BY_WORD.get(m)).find(Boolean);
@@ -184,38 +208,29 @@ function resolveReference(
  * group is placed twice: the planner then decides the layout alone.
  */
 export function statedPlacements(text: string, mentions: ObjectMention[]): Placement[] | null {
-  const tokens = text.toLowerCase().match(/[a-z]+(?:-[a-z]+)*|\d+|[;.!?]/g) ?? [];
+  const list = tokens(text);
   const marks: Mark[] = [];
   let mention = 0;
   let open: number | null = null; // token index of an unresolved determiner
-  for (let i = 0; i < tokens.length; ) {
-    const word = tokens[i]!;
+  for (let i = 0; i < list.length; ) {
+    const word = list[i]!;
     if (/^[;.!?]$/.test(word)) {
       marks.push({ kind: "boundary" });
       open = null;
       i++;
       continue;
     }
-    const phrase = PHRASES.find((p) => p.words.every((w, k) => tokens[i + k] === w));
+    const phrase = PHRASES.find((p) => p.words.every((w, k) => list[i + k] === w));
     if (phrase) {
       marks.push(phrase.mark);
       i += phrase.words.length;
       continue;
     }
-    if (word === "the") {
-      const modifiers: string[] = [];
-      let j = i + 1;
-      while (j <= i + MAX_MODIFIERS && isModifier(tokens[j])) modifiers.push(tokens[j++]!);
-      const head = tokens[j];
-      if (head && SHAPE_BY_WORD.has(head)) {
-        const shape = SHAPE_BY_WORD.get(head)!;
-        marks.push({
-          kind: "reference",
-          index: resolveReference(mentions, modifiers, shape, head !== shape),
-        });
-        i = j + 1;
-        continue;
-      }
+    const reference = definiteReference(list, i);
+    if (reference?.shape) {
+      marks.push({ kind: "reference", index: resolveReference(mentions, reference) });
+      i = reference.end;
+      continue;
     }
     if (word === "it") marks.push({ kind: "reference", index: mention - 1 >= 0 ? mention - 1 : null });
     if (DETERMINERS.has(word)) open = i;
@@ -451,17 +466,16 @@ export function statedEdit(previous: Scene, turn: string): StatedGroup[] | null 
 
 function readEdit(previous: Scene, turn: string): StatedGroup[] | null {
   const groups = previous.objects;
-  const tokens = turn.toLowerCase().match(/[a-z]+(?:-[a-z]+)*|\d+|[;.!?]/g) ?? [];
+  const list = tokens(turn);
   const refs: number[] = [];
   const added: { mention: ObjectMention; placement: Placement }[] = [];
   const loose = { colors: [] as Color[], sizes: [] as Size[], grow: false, shrink: false };
   const moves: Placement[] = [];
   let pendingRelation: Relation | null = null;
   let open: { at: number; between: string[]; count: number } | null = null;
-  const asGroups = groups.map((g) => ({ ...g }) as ObjectMention);
-  for (let i = 0; i < tokens.length; ) {
-    const word = tokens[i]!;
-    const phrase = PHRASES.find((p) => p.words.every((w, k) => tokens[i + k] === w));
+  for (let i = 0; i < list.length; ) {
+    const word = list[i]!;
+    const phrase = PHRASES.find((p) => p.words.every((w, k) => list[i + k] === w));
     if (phrase && !open) {
       if (phrase.mark.kind === "position") {
         const position = phrase.mark.position;
@@ -471,44 +485,33 @@ function readEdit(previous: Scene, turn: string): StatedGroup[] | null {
       i += phrase.words.length;
       continue;
     }
-    if (word === "the" && !open) {
-      const modifiers: string[] = [];
-      let j = i + 1;
-      while (j <= i + MAX_MODIFIERS && isModifier(tokens[j])) modifiers.push(tokens[j++]!);
-      const head = tokens[j];
-      let index: number | null | undefined;
-      if (head && SHAPE_BY_WORD.has(head)) {
-        index = resolveReference(
-          asGroups,
-          modifiers,
-          SHAPE_BY_WORD.get(head)!,
-          head !== SHAPE_BY_WORD.get(head),
-        );
-      } else if (head === "one" || head === "ones") {
-        const color = modifiers.find((m) => COLOR_WORDS.has(m));
+    const reference = open ? null : definiteReference(list, i);
+    if (reference) {
+      let index: number | null;
+      if (reference.shape) index = resolveReference(groups, reference);
+      else {
+        const color = reference.modifiers.find((m) => COLOR_WORDS.has(m));
         const matches = groups.flatMap((g, k) => (color && g.color === color ? [k] : []));
         index = matches.length === 1 ? matches[0]! : null;
       }
-      if (index !== undefined) {
-        if (index === null) return null;
-        if (pendingRelation) {
-          const placement: Placement = { kind: "relation", relation: pendingRelation, of: index };
-          if (added.length > 0 && refs.length === 0) added.at(-1)!.placement = placement;
-          else moves.push(placement);
-          pendingRelation = null;
-        } else refs.push(index);
-        i = j + 1;
-        continue;
-      }
+      if (index === null) return null;
+      if (pendingRelation) {
+        const placement: Placement = { kind: "relation", relation: pendingRelation, of: index };
+        if (added.length > 0 && refs.length === 0) added.at(-1)!.placement = placement;
+        else moves.push(placement);
+        pendingRelation = null;
+      } else refs.push(index);
+      i = reference.end;
+      continue;
     }
     if (word === "it" || word === "them") {
       // after a reference, "it" is that group ("shift the star so it sits …")
       if (refs.length === 0 && groups.length !== 1) return null;
       if (refs.length === 0) refs.push(0);
-    } else if (DETERMINERS.has(word) && !(word === "one" && tokens[i + 1] === "more")) {
+    } else if (DETERMINERS.has(word) && !(word === "one" && list[i + 1] === "more")) {
       open = { at: i, between: [], count: determinerCount(word) };
     } else if (open && SHAPE_BY_WORD.has(word)) {
-      const [mention] = objectMentions(tokens.slice(open.at, i + 1).join(" "));
+      const [mention] = objectMentions(list.slice(open.at, i + 1).join(" "));
       if (mention) added.push({ mention, placement: { kind: "free" } });
       open = null;
     } else if (open) {
