@@ -29,7 +29,7 @@ import {
 import { createRng, deriveSeed } from "./rng.ts";
 import { sampleScene } from "./sample.ts";
 
-export const MODES = ["oracle", "native", "plan-text", "plan", "agent"] as const;
+export const MODES = ["oracle", "oracle-vae", "native", "plan-text", "plan", "agent"] as const;
 export type Mode = (typeof MODES)[number];
 
 /** One generation: a plain prompt is a single turn; an edit dialogue is several turns of one session. */
@@ -71,6 +71,7 @@ const registry = new Map<Mode, GeneratorFactory>([["oracle", async () => oracleG
 
 const NOT_YET: Record<Mode, string> = {
   oracle: "",
+  "oracle-vae": "mode oracle-vae needs the embedded diffusion model's VAE: not available yet",
   native: "mode native needs the embedded diffusion model: not available yet",
   "plan-text": "mode plan-text needs the planner LLM and the embedded diffusion model: not available yet",
   plan: "mode plan needs the planner LLM and the projection layers: not available yet",

@@ -46,3 +46,30 @@ describe("eval generators", () => {
     });
   }
 });
+
+describe("oracle-vae", () => {
+  registerGenerators();
+
+  it("is the oracle's rendering after the embedded VAE's round trip: close to it, not equal, seed-stable", async () => {
+    const oracle = await createGenerator("oracle");
+    const generator = await createGenerator("oracle-vae", { models: "models" });
+    try {
+      const request = {
+        id: "p",
+        turns: ["a large red circle on a white background"],
+        expect: { objects: [{ shape: "circle" as const, color: "red" as const, size: "large" as const }] },
+      };
+      const rendered = await oracle.generate(request, 3);
+      const a = await generator.generate(request, 3);
+      const b = await generator.generate(request, 3);
+      expect(encodePng(a).equals(encodePng(b))).toBe(true);
+      expect(encodePng(a).equals(encodePng(rendered))).toBe(false);
+      let squared = 0;
+      for (let i = 0; i < a.data.length; i++) squared += (a.data[i]! - rendered.data[i]!) ** 2;
+      const psnr = 10 * Math.log10(255 ** 2 / (squared / a.data.length));
+      expect(psnr).toBeGreaterThan(28);
+    } finally {
+      await generator.close?.();
+    }
+  });
+});

@@ -100,7 +100,7 @@ describe("atelier eval", () => {
     const prompts = promptFile([JSON.stringify(PROMPTS[0])]);
     const bad = atelier("eval", "--prompts", prompts, "--mode", "dream", "--out", tmpdir());
     expect(bad.status).toBe(2);
-    expect(bad.stderr).toContain("mode: must be one of oracle, native, plan-text, plan, agent");
+    expect(bad.stderr).toContain("mode: must be one of oracle, oracle-vae, native, plan-text, plan, agent");
   });
 
   it("a mode with no registered generator fails with a clear message and a server-side status (exit 1)", async () => {

@@ -13,7 +13,7 @@ import { readPromptFile } from "../../evals/language/prompt-file.ts";
 import { invalid } from "../errors.ts";
 import { registerGenerators } from "../generators/index.ts";
 
-export const usage = `atelier eval --prompts FILE --mode oracle|native|plan-text|plan|agent [--images-per-prompt 4] [--seed 0] --out DIR
+export const usage = `atelier eval --prompts FILE --mode oracle|oracle-vae|native|plan-text|plan|agent [--images-per-prompt 4] [--seed 0] --out DIR
 atelier eval --detector-report [--n 2000] [--seed 0] [--out DIR]
 
   Scores a generator GenEval-style: every prompt of FILE (JSONL, DESIGN.md "Eval prompt files") is run
@@ -21,6 +21,7 @@ atelier eval --detector-report [--n 2000] [--seed 0] [--out DIR]
   image is judged by the oracle detector (all clauses must hold), and DIR gets report.json (overall = mean of
   per-category accuracies, categories, held-out vs seen, prompts[] with failing clauses), report.md and
   contact-sheet.png (green/red marks). --mode oracle renders each prompt's expectation (a self-check);
+  oracle-vae passes that rendering through the embedded VAE (the most any mode on this model can score);
   native (the text encoder on the prompt), plan-text (the planner's plan as a caption through the
   text encoder), plan (plan → projection) and agent (the critique loop) use the embedded models.
 
