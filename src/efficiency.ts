@@ -16,6 +16,7 @@ import { availableParallelism, cpus, tmpdir } from "node:os";
 import { join } from "node:path";
 import * as ort from "onnxruntime-node";
 import type { DiffusionModel } from "../pipelines/model-folder.ts";
+import { buildModel, DT } from "../pipelines/onnx-builder.ts";
 import { AtelierError, invalid } from "./errors.ts";
 
 type Shape = readonly number[];
@@ -338,42 +339,17 @@ export async function countImageFlops(
 // ---------------------------------------------------------------------------------------------
 // Peak: a large single-precision MatMul in ONNX Runtime, with the bench's session settings.
 
-function varint(value: number): number[] {
-  const out: number[] = [];
-  let v = value;
-  while (v >= 0x80) {
-    out.push((v % 0x80) | 0x80);
-    v = Math.floor(v / 0x80);
-  }
-  out.push(v);
-  return out;
-}
-const tag = (field: number, wire: number) => varint(field * 8 + wire);
-const lengthField = (field: number, bytes: number[]) => [...tag(field, 2), ...varint(bytes.length), ...bytes];
-const stringField = (field: number, s: string) => lengthField(field, [...new TextEncoder().encode(s)]);
-const intField = (field: number, v: number) => [...tag(field, 0), ...varint(v)];
-
-/** ModelProto of Y = A·B, all float32 [n × n] (IR 8, opset 13), written as protobuf by hand. */
+/** ModelProto of Y = A·B, all float32 [n × n]. */
 export function matmulModel(n: number): Uint8Array {
-  const tensor = (name: string) => {
-    const dims = lengthField(2, [...lengthField(1, intField(1, n)), ...lengthField(1, intField(1, n))]);
-    const type = lengthField(1, [...intField(1, 1), ...dims]);
-    return [...stringField(1, name), ...lengthField(2, type)];
-  };
-  const node = [
-    ...stringField(1, "A"),
-    ...stringField(1, "B"),
-    ...stringField(2, "Y"),
-    ...stringField(4, "MatMul"),
-  ];
-  const graph = [
-    ...lengthField(1, node),
-    ...stringField(2, "matmul"),
-    ...lengthField(11, tensor("A")),
-    ...lengthField(11, tensor("B")),
-    ...lengthField(12, tensor("Y")),
-  ];
-  return Uint8Array.from([...intField(1, 8), ...lengthField(7, graph), ...lengthField(8, intField(2, 13))]);
+  const square = (name: string) => ({ name, type: DT.float, shape: [n, n] });
+  return buildModel(
+    {
+      nodes: [{ op: "MatMul", inputs: ["A", "B"], outputs: ["Y"] }],
+      inputs: [square("A"), square("B")],
+      outputs: [square("Y")],
+    },
+    "matmul",
+  );
 }
 
 export interface MatmulTiming {

@@ -1,6 +1,7 @@
 import * as ort from "onnxruntime-node";
 import { describe, expect, it } from "vitest";
 import { loadDiffusionModel } from "../pipelines/model-folder.ts";
+import { buildModel, DT } from "../pipelines/onnx-builder.ts";
 import {
   countGraphFlops,
   countImageFlops,
@@ -9,7 +10,6 @@ import {
   measureMatmulPeak,
   theoreticalPeak,
 } from "../src/efficiency.ts";
-import { buildModel, DT } from "./pipelines-onnx-builder.ts";
 
 const f32 = (dims: number[]) =>
   new ort.Tensor(

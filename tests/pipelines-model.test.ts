@@ -12,11 +12,11 @@ import { createImage } from "../pipelines/image.ts";
 import { img2img } from "../pipelines/img2img.ts";
 import { inpaint } from "../pipelines/inpaint.ts";
 import { type DiffusionModel, loadDiffusionModel, verifyManifest } from "../pipelines/model-folder.ts";
+import { buildModel, DT } from "../pipelines/onnx-builder.ts";
 import { BatchNoise, STREAM } from "../pipelines/random.ts";
 import { schedulerNameForClass } from "../pipelines/schedulers/index.ts";
 import { encodePromptPair, txt2img } from "../pipelines/txt2img.ts";
 import { AtelierError } from "../src/errors.ts";
-import { buildModel, DT } from "./pipelines-onnx-builder.ts";
 
 const FIXTURE = "tests/fixtures/tiny-ldm";
 const HIDDEN_W = [0.01, -0.02, 0.03, 0.005, -0.01, 0.02, 0.0, 0.015];

@@ -66,23 +66,21 @@ export async function run(argv: string[]): Promise<number> {
     console.log(values.json ? JSON.stringify(load, null, 2) : loadText(load));
     return load.errors === 0 && load.lost === 0 ? 0 : 1;
   }
-  if (values.agent) {
-    const agent = await runAgentBench({
-      models: resolve(values.models ?? process.env.ATELIER_MODELS ?? "models"),
-      runs: positive("runs", values.runs, 20),
-      steps: positive("steps", values.steps, DEFAULTS.steps),
-      threads: positive("threads", values.threads, availableParallelism()),
-      prompt: values.prompt ?? "three yellow stars above a blue square on a black background",
-    });
-    console.log(values.json ? JSON.stringify(agent, null, 2) : agentBenchText(agent));
-    return 0;
-  }
-  const report = await runBench({
+  // What the single-pass and the agent benches share.
+  const common = {
     models: resolve(values.models ?? process.env.ATELIER_MODELS ?? "models"),
     runs: positive("runs", values.runs, 20),
     steps: positive("steps", values.steps, DEFAULTS.steps),
     threads: positive("threads", values.threads, availableParallelism()),
     prompt: values.prompt ?? "three yellow stars above a blue square on a black background",
+  };
+  if (values.agent) {
+    const agent = await runAgentBench(common);
+    console.log(values.json ? JSON.stringify(agent, null, 2) : agentBenchText(agent));
+    return 0;
+  }
+  const report = await runBench({
+    ...common,
     compareTorch: values["compare-torch"] ?? false,
     efficiency: values.efficiency ?? false,
   });

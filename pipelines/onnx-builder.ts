@@ -1,7 +1,7 @@
 /**
- * A minimal ONNX writer for tests: encodes ModelProto protobuf by hand so that tests can build small
- * graphs with the input/output conventions of other exporters (int32 input_ids, rank-0 int64 timestep,
- * float16 tensors, fixed batch, `latent_sample`) and run them through the real onnxruntime-node.
+ * A minimal ONNX writer: encodes ModelProto protobuf by hand for small graphs built at run time — the bench's
+ * MatMul peak, and tests' graphs with the input/output conventions of other exporters (int32 input_ids,
+ * rank-0 int64 timestep, float16 tensors, fixed batch, `latent_sample`) run through the real onnxruntime-node.
  */
 
 type Bytes = number[];
@@ -101,19 +101,14 @@ export interface Graph {
 }
 
 /** Serialises a graph as an ONNX model (IR 8, default opset 13). */
-export function buildModel(graph: Graph): Uint8Array {
+export function buildModel(graph: Graph, name = "test"): Uint8Array {
   const g = [
     ...graph.nodes.flatMap((n, i) => bField(1, node(n, i))),
-    ...sField(2, "test"),
+    ...sField(2, name),
     ...(graph.initializers ?? []).flatMap((t) => bField(5, tensor(t))),
     ...graph.inputs.flatMap((v) => bField(11, valueInfo(v))),
     ...graph.outputs.flatMap((v) => bField(12, valueInfo(v))),
   ];
-  const model = [
-    ...vField(1, 8),
-    ...sField(2, "atelier-tests"),
-    ...bField(7, g),
-    ...bField(8, vField(2, 13)),
-  ];
+  const model = [...vField(1, 8), ...sField(2, "atelier"), ...bField(7, g), ...bField(8, vField(2, 13))];
   return Uint8Array.from(model);
 }
