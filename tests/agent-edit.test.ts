@@ -1,7 +1,7 @@
 /**
  * Edit sessions: the strategy per edit kind (pure, on scenes), the cell masks, and edits through the real
  * engine — with the embedded planner (models/planner, text-encoder path) for edits in words, and with
- * tiny-planner + tiny-projection for the layout lock.
+ * tiny-planner + tiny-projection for the locks.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parsePlan, printPlan } from "../evals/language/plan.ts";
@@ -9,7 +9,7 @@ import type { ObjectGroup, Scene } from "../evals/scene.ts";
 import type { RgbImage } from "../pipelines/image.ts";
 import { Planner } from "../planner/planner.ts";
 import { cellMask, chooseEditStrategy } from "../src/agent/edit-strategy.ts";
-import type { AgentEngine } from "../src/agent/engine.ts";
+import { AgentEngine } from "../src/agent/engine.ts";
 import type { GenerateResult, SessionState } from "../src/service/engine.ts";
 import { loadFixtureAgent, recorder } from "./agent-harness.ts";
 
@@ -39,51 +39,50 @@ const before = scene([star, circle, squares]);
 
 describe("edit strategy", () => {
   it("inpaints the cells of grid objects that were recoloured, resized, added, removed or moved", () => {
-    const recolor = chooseEditStrategy(before, scene([{ ...star, color: "blue" }, circle, squares]), true);
+    const recolor = chooseEditStrategy(before, scene([{ ...star, color: "blue" }, circle, squares]));
     expect(recolor).toMatchObject({ kind: "inpaint", cells: ["top_left"] });
-    const resize = chooseEditStrategy(before, scene([star, { ...circle, size: "large" }, squares]), true);
+    const resize = chooseEditStrategy(before, scene([star, { ...circle, size: "large" }, squares]));
     expect(resize).toMatchObject({ kind: "inpaint", cells: ["bottom_right"] });
-    const reshape = chooseEditStrategy(
-      before,
-      scene([{ ...star, shape: "diamond" }, circle, squares]),
-      false,
-    );
+    const reshape = chooseEditStrategy(before, scene([{ ...star, shape: "diamond" }, circle, squares]));
     expect(reshape).toMatchObject({ kind: "inpaint", cells: ["top_left"] });
     const moon = group({
       shape: "circle",
       color: "yellow",
       placement: { kind: "grid", position: "top_right" },
     });
-    const add = chooseEditStrategy(before, scene([star, circle, squares, moon]), true);
+    const add = chooseEditStrategy(before, scene([star, circle, squares, moon]));
     expect(add).toMatchObject({ kind: "inpaint", cells: ["top_right"] });
-    expect(chooseEditStrategy(before, scene([star, squares]), true)).toMatchObject({
+    expect(chooseEditStrategy(before, scene([star, squares]))).toMatchObject({
       kind: "inpaint",
       cells: ["bottom_right"],
     });
     const moved = { ...circle, placement: { kind: "grid", position: "center" } } as ObjectGroup;
-    expect(chooseEditStrategy(before, scene([star, moved, squares]), true)).toMatchObject({
+    expect(chooseEditStrategy(before, scene([star, moved, squares]))).toMatchObject({
       kind: "inpaint",
       cells: ["center", "bottom_right"],
     });
   });
 
-  it("uses the layout lock for a background, style or lighting change (img2img without a projection)", () => {
-    for (const change of [{ background: "black" }, { style: "watercolor" }, { lighting: "warm" }] as const) {
+  it("regenerates (same seed, new plan) for a background, style or lighting change", () => {
+    for (const [field, change] of [
+      ["background", { background: "black" }],
+      ["style", { style: "watercolor" }],
+      ["lighting", { lighting: "warm" }],
+    ] as const) {
       const after = scene([star, circle, squares], change);
-      expect(chooseEditStrategy(before, after, true).kind).toBe("layout_lock");
-      expect(chooseEditStrategy(before, after, false)).toMatchObject({
-        kind: "img2img",
-        reason: expect.stringContaining("no projection"),
+      expect(chooseEditStrategy(before, after)).toMatchObject({
+        kind: "regenerate",
+        reason: expect.stringContaining(`only the ${field} changed`),
       });
     }
   });
 
   it("falls back to img2img for everything else", () => {
     const recount = scene([star, circle, { ...squares, count: 3 }]);
-    expect(chooseEditStrategy(before, recount, true).kind).toBe("img2img");
+    expect(chooseEditStrategy(before, recount).kind).toBe("img2img");
     const mixed = scene([{ ...star, color: "blue" }, circle, squares], { background: "black" });
-    expect(chooseEditStrategy(before, mixed, true).kind).toBe("img2img");
-    expect(chooseEditStrategy(before, before, true)).toMatchObject({
+    expect(chooseEditStrategy(before, mixed).kind).toBe("img2img");
+    expect(chooseEditStrategy(before, before)).toMatchObject({
       kind: "img2img",
       reason: "the plan did not change",
     });
@@ -93,7 +92,7 @@ describe("edit strategy", () => {
       group({ shape: "square", placement: { kind: "relation", relation: "right_of", of: 0 } }),
     ]);
     const recolored = scene([{ ...star, color: "pink" }, anchored.objects[1]!]);
-    expect(chooseEditStrategy(anchored, recolored, true)).toMatchObject({ kind: "img2img" });
+    expect(chooseEditStrategy(anchored, recolored)).toMatchObject({ kind: "img2img" });
   });
 
   it("masks whole grid cells, thirds of each side at any image size", () => {
@@ -172,7 +171,7 @@ describe("edits through the agent", () => {
     expect(changed(session.image!, result.trace[0]!.images[0]!).length).toBeGreaterThan(0);
   });
 
-  it("a background change without a projection is img2img from the session image with its seed and sampler", async () => {
+  it("a background change regenerates the new plan with the session's seed and sampler", async () => {
     const result = await engine.edit(
       session,
       { text: "make the background black" },
@@ -181,12 +180,23 @@ describe("edits through the agent", () => {
     );
     const round = result.trace[0]!;
     expect(round.plan).toContain("background black");
-    expect(round.edit).toMatchObject({ strategy: "img2img", reason: expect.stringContaining("background") });
-    expect(round).toMatchObject({
-      mode: "img2img",
-      seeds: [21],
-      settings: { sampler: "euler", strength: 0.6 },
+    expect(round.edit).toMatchObject({
+      strategy: "regenerate",
+      reason: expect.stringContaining("background"),
     });
+    expect(round).toMatchObject({ mode: "txt2img", seeds: [21], settings: { sampler: "euler" } });
+    expect(round.settings.strength).toBeUndefined();
+  });
+
+  it("a lock needs projection layers: this engine conditions through the text encoder", async () => {
+    await expect(
+      engine.edit(
+        session,
+        { text: "make the background black" },
+        { steps: 3, lock: "layout" },
+        recorder().context,
+      ),
+    ).rejects.toMatchObject({ status: 400, param: "lock", message: expect.stringContaining("projection") });
   });
 
   it("a mask from the request inpaints exactly there", async () => {
@@ -205,30 +215,101 @@ describe("edits through the agent", () => {
   });
 });
 
-describe("layout lock", () => {
-  it("a style-only edit renders txt2img with the session's seed under the layout lock", async () => {
-    const text = "same scene, watercolor";
+describe("locks", () => {
+  const text = "same scene, watercolor";
+  let engine: AgentEngine;
+  let planned: Scene;
+  let state: SessionState;
+
+  beforeAll(async () => {
     const planner = await Planner.load("tests/fixtures/tiny-planner");
     // The planner is greedy: with no history it plans `text` the same way inside the engine.
-    const planned = parsePlan((await planner.plan([{ role: "user", content: text }])).text);
+    planned = parsePlan((await planner.plan([{ role: "user", content: text }])).text);
     await planner.dispose();
     const sessionPlan = printPlan({ ...planned, style: planned.style === "flat" ? "outline" : "flat" });
-    const engine = await loadFixtureAgent();
-    try {
-      const image = (
-        await engine.generate({ plan: sessionPlan, seed: 8, steps: 2, rounds: 1 }, recorder().context)
-      ).images[0]!;
-      const state: SessionState = { history: [], image, seed: 8, sampler: "ddim", plan: sessionPlan };
+    engine = await loadFixtureAgent();
+    const image = (
+      await engine.generate({ plan: sessionPlan, seed: 8, steps: 2, rounds: 1 }, recorder().context)
+    ).images[0]!;
+    state = { history: [], image, seed: 8, sampler: "ddim", plan: sessionPlan };
+  });
+
+  afterAll(async () => {
+    await engine?.dispose();
+  });
+
+  for (const lock of ["layout", "style"] as const) {
+    it(`lock: "${lock}" renders txt2img with the session's seed, keeping that stream of its conditioning`, async () => {
       const { context, events } = recorder();
-      const result = await engine.edit(state, { text }, { steps: 2, rounds: 2 }, context);
+      const result = await engine.edit(state, { text }, { steps: 2, rounds: 2, lock }, context);
       expect(events.filter((e) => e.type === "conditioning").map((e) => "lock" in e && e.lock)).toEqual(
-        result.trace.map(() => "layout"),
+        result.trace.map(() => lock),
       );
       result.trace.forEach((round, k) => {
-        expect(round.edit).toMatchObject({ strategy: "layout_lock" });
+        expect(round.edit).toMatchObject({ strategy: `${lock}_lock`, reason: "the request's lock" });
         expect(round).toMatchObject({ mode: "txt2img", conditioning: "projection", seeds: [8 + k] });
       });
       expect(result.trace[0]!.plan).toBe(printPlan(planned));
+    });
+  }
+
+  it("names the field for a lock it cannot apply", async () => {
+    const edit = (s: SessionState, lock: string, image?: RgbImage) =>
+      engine.edit(
+        s,
+        { text, ...(image && { image }) },
+        { steps: 2, lock: lock as "layout" },
+        recorder().context,
+      );
+    await expect(edit(state, "colour")).rejects.toMatchObject({ status: 400, param: "lock" });
+    await expect(edit({ ...state, plan: null }, "layout")).rejects.toMatchObject({
+      status: 400,
+      param: "lock",
+      message: expect.stringContaining("made from a plan"),
+    });
+    await expect(edit(state, "style", state.image!)).rejects.toMatchObject({
+      status: 400,
+      param: "lock",
+      message: expect.stringContaining("uploaded"),
+    });
+  });
+});
+
+describe("locks with the released models", () => {
+  it("the two locks and no lock render the same restyling edit three different ways", async () => {
+    const engine = await AgentEngine.load({
+      ldm: "models/ldm",
+      planner: "models/planner",
+      projection: "models/projection",
+      describer: "models/describer",
+      threads: 1,
+    });
+    try {
+      const request = "a large red star at the top left on a white background, flat style";
+      const first = await engine.generate(
+        { prompt: request, seed: 4, steps: 8, rounds: 1 },
+        recorder().context,
+      );
+      const state: SessionState = {
+        history: [
+          { role: "user", text: request },
+          { role: "assistant", text: first.trace[0]!.caption!, plan: first.plans[0]! },
+        ],
+        image: first.images[0]!,
+        seed: 4,
+        sampler: "ddim",
+        plan: first.plans[0]!,
+      };
+      const render = async (lock?: "layout" | "style") => {
+        const settings = { steps: 8, rounds: 1, ...(lock && { lock }) };
+        const result = await engine.edit(state, { text: "make it watercolor" }, settings, recorder().context);
+        expect(result.plans[0]).toContain("watercolor");
+        return result.images[0]!;
+      };
+      const [none, layout, style] = [await render(), await render("layout"), await render("style")];
+      expect(changed(none, layout).length).toBeGreaterThan(0);
+      expect(changed(none, style).length).toBeGreaterThan(0);
+      expect(changed(layout, style).length).toBeGreaterThan(0);
     } finally {
       await engine.dispose();
     }

@@ -8,6 +8,7 @@ import { BACKGROUNDS, COLORS, LIGHTINGS, SHAPES, SIZES, STYLES } from "../evals/
 import type { RgbImage } from "../pipelines/image.ts";
 import { critique } from "../src/agent/critic.ts";
 import {
+  descriptionCertainty,
   type HeadProbabilities,
   type LearnedDescriber,
   loadDescriber,
@@ -102,6 +103,31 @@ describe("scene assembly from the heads", () => {
         placement: { kind: "grid", position: "center" },
       },
     ]);
+  });
+
+  it("certainty multiplies every reading: one doubtful cell makes the description doubtful", () => {
+    const star = { shape: "star", color: "red", size: "medium" };
+    const describe = (cells: Parameters<typeof heads>[0]) => {
+      const { scene, confidence, cells: readings } = sceneFromHeads(heads(cells));
+      return { scene, plan: "", confidence, cells: readings };
+    };
+    const sure = describe([star, empty, empty, empty, empty, empty, empty, empty, empty]);
+    // 9 cells at 0.9, the star's colour 0.8 and size 0.8, three global heads at 0.7.
+    expect(descriptionCertainty(sure)).toBeCloseTo(0.9 ** 9 * 0.8 * 0.8 * 0.7 ** 3, 6);
+    const doubtful = describe([
+      star,
+      empty,
+      empty,
+      empty,
+      { ...star, shape: "empty", p: 0.4 },
+      empty,
+      empty,
+      empty,
+      empty,
+    ]);
+    expect(doubtful.scene).toEqual(sure.scene);
+    expect(descriptionCertainty(doubtful)!).toBeCloseTo((descriptionCertainty(sure)! * 0.4) / 0.9, 6);
+    expect(descriptionCertainty({ ...sure, confidence: null })).toBeNull();
   });
 
   it("caps groups at 4 and objects of a kind at 4, keeping the most certain", () => {

@@ -225,6 +225,18 @@ const cases: Case[] = [
     request: () => message({ text: "bluer", strength: 0 }),
   },
   {
+    name: "lock not layout or style",
+    status: 400,
+    param: "lock",
+    request: () => message({ text: "bluer", lock: "colour" }),
+  },
+  {
+    name: "lock on a server without projection layers",
+    status: 400,
+    param: "lock",
+    request: () => message({ text: "bluer", lock: "layout" }),
+  },
+  {
     name: "image not base64",
     status: 400,
     param: "image",

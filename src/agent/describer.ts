@@ -252,6 +252,21 @@ export function sceneFromHeads(p: HeadProbabilities): {
 }
 
 /**
+ * How sure the describer is of its whole description: the product of the probabilities of every reading it
+ * made (each cell's shape or emptiness, each group's colour and size, background, style, lighting), so one
+ * doubtful cell makes the whole description doubtful. null when the describer gives no probabilities.
+ */
+export function descriptionCertainty(description: Description): number | null {
+  const c = description.confidence;
+  if (!c) return null;
+  let product = c.background * c.style * c.lighting;
+  for (const group of c.objects) product *= group.color * group.size;
+  if (description.cells) for (const cell of description.cells) product *= cell.confidence;
+  else for (const group of c.objects) product *= group.shape * group.count;
+  return product;
+}
+
+/**
  * Resamples an RGB image to size × size as float CHW in [0, 1], written at `out[offset…]`: each output
  * pixel averages the source over its footprint (box filter), which is exact for integer down-scaling and
  * bilinear-like otherwise.

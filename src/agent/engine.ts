@@ -26,10 +26,12 @@ import { type DiffusionModel, loadDiffusionModel } from "../../pipelines/model-f
 import { randomSeed } from "../../pipelines/random.ts";
 import { SCHEDULER_NAMES } from "../../pipelines/schedulers/index.ts";
 import { type ChatMessage, MAX_PROMPT_CHARS, Planner } from "../../planner/planner.ts";
-import { loadProjection, type ProjectedConditioning, type Projection } from "../../projection/projection.ts";
+import { type EditControls, loadProjection, type Projection } from "../../projection/projection.ts";
 import { DEFAULTS } from "../defaults.ts";
 import { AtelierError, invalid } from "../errors.ts";
 import {
+  EDIT_LOCKS,
+  type EditLock,
   type EditMessage,
   type EditSettings,
   type Engine,
@@ -57,7 +59,7 @@ import {
   since,
 } from "../service/generation.ts";
 import { critique } from "./critic.ts";
-import { type Describer, type LearnedDescriber, loadDescriber } from "./describer.ts";
+import { type Describer, descriptionCertainty, type LearnedDescriber, loadDescriber } from "./describer.ts";
 import { cellMask, chooseEditStrategy } from "./edit-strategy.ts";
 import {
   compileLoop,
@@ -123,9 +125,16 @@ export interface AgentEngineOptions {
 
 /** How the rounds of one run render: a fresh image, or an edit of the session's image. */
 type Action =
-  | { kind: "txt2img" }
-  | { kind: "source"; source: Source; record: NonNullable<TraceRound["edit"]> }
-  | { kind: "layout_lock"; previous: Planned; record: NonNullable<TraceRound["edit"]> };
+  | { kind: "txt2img"; record?: EditRecord; lock?: Lock }
+  | { kind: "source"; source: Source; record: EditRecord; lock?: Lock };
+type EditRecord = NonNullable<TraceRound["edit"]>;
+
+/** An edit request's lock: one stream of the session image's conditioning is kept (projection/projection.ts). */
+interface Lock {
+  kind: EditLock;
+  /** The session image's plan, conditioned again to take the kept stream from. */
+  previous: Planned;
+}
 
 /** An edit's inputs, before the plan node has chosen how to render it. */
 interface EditInput {
@@ -134,8 +143,9 @@ interface EditInput {
   uploaded: boolean;
   strength?: number;
   sessionPlan: string | null;
-  /** The conversation the session's plan answered (for the layout lock's previous conditioning). */
+  /** The conversation the session's plan answered (for a lock's previous conditioning). */
   sessionConversation: ChatMessage[] | null;
+  lock?: EditLock;
 }
 
 /** Sampling settings of a run; guidance and the seed of each round are the loop's. */
@@ -197,6 +207,7 @@ export class AgentEngine implements Engine {
       defaultSampler: model.defaultScheduler,
       critique: true,
       planner: true,
+      locks: projection !== null,
     };
     const nodes = Object.fromEntries(NODES.map((name) => [name, this.node(name)])) as Record<
       NodeName,
@@ -279,6 +290,7 @@ export class AgentEngine implements Engine {
           `is ${message.mask.width}×${message.mask.height}; it must match the image, ${base.width}×${base.height}`,
         );
     }
+    if (settings.lock !== undefined) this.checkLock(settings.lock, state, message);
     return this.run(
       {
         context,
@@ -292,6 +304,7 @@ export class AgentEngine implements Engine {
           mask: message.mask ?? null,
           uploaded: message.image !== undefined,
           strength: settings.strength,
+          ...(settings.lock && { lock: settings.lock }),
           sessionPlan: state.plan,
           sessionConversation: conversationOf(state),
         },
@@ -303,6 +316,25 @@ export class AgentEngine implements Engine {
       rounds,
       settings.guidance ?? DEFAULTS.guidance,
     );
+  }
+
+  /** A lock keeps a stream of the session image's projection conditioning: it needs that conditioning. */
+  private checkLock(lock: EditLock, state: SessionState, message: EditMessage): void {
+    if (!(EDIT_LOCKS as readonly string[]).includes(lock))
+      throw invalid("lock", `must be one of ${EDIT_LOCKS.join(", ")}, got ${JSON.stringify(lock)}`);
+    if (!this.projection)
+      throw invalid("lock", "needs projection layers: this engine conditions plans through the text encoder");
+    if (message.image)
+      throw invalid(
+        "lock",
+        "keeps conditioning of the session's image, so it does not apply to an uploaded image",
+      );
+    let parses = false;
+    try {
+      parses = state.plan !== null && parsePlan(state.plan) !== null;
+    } catch {}
+    if (!parses)
+      throw invalid("lock", "needs a session image made from a plan (make one in this session first)");
   }
 
   /** The checkpoints of a recent run, oldest first: which node ran next and the round, per super-step. */
@@ -343,7 +375,15 @@ export class AgentEngine implements Engine {
       let final: LoopStateType;
       try {
         final = (await this.loop.app.invoke(
-          { round: 1, maxRounds: rounds, guidance, pending: {}, lastCritique: null, descriptions: [] },
+          {
+            round: 1,
+            maxRounds: rounds,
+            guidance,
+            pending: {},
+            lastCritique: null,
+            descriptions: [],
+            certainties: [],
+          },
           config,
         )) as LoopStateType;
       } catch (error) {
@@ -470,7 +510,10 @@ export class AgentEngine implements Engine {
     };
   }
 
-  /** How an edit renders (edit-strategy.ts), given its plan; a fresh generation is txt2img. */
+  /**
+   * How an edit renders (edit-strategy.ts), given its plan; a fresh generation is txt2img. A request's lock
+   * replaces the strategy: txt2img with the session's seed (or inpainting in the request's mask) under it.
+   */
   private chooseAction(job: Job, scene: Scene): Action {
     const edit = job.edit;
     if (!edit?.base) return { kind: "txt2img" };
@@ -480,12 +523,21 @@ export class AgentEngine implements Engine {
       source: { image: base, mask: null, strength: edit.strength ?? DEFAULT_STRENGTH },
       record: { strategy: "img2img", reason },
     });
-    if (edit.mask)
-      return {
-        kind: "source",
-        source: { image: base, mask: edit.mask, strength: edit.strength ?? 1 },
-        record: { strategy: "mask", reason: "the request's mask" },
-      };
+    const masked = (record: EditRecord, lock?: Lock): Action => ({
+      kind: "source",
+      source: { image: base, mask: edit.mask!, strength: edit.strength ?? 1 },
+      record,
+      ...(lock && { lock }),
+    });
+    if (edit.lock) {
+      // edit() checked that the session's plan parses and that the engine has a projection.
+      const caption = captionForScene(parsePlan(edit.sessionPlan!));
+      const conversation = edit.sessionConversation ?? [{ role: "user" as const, content: caption }];
+      const lock = { kind: edit.lock, previous: { plan: edit.sessionPlan!, caption, conversation } };
+      const record = { strategy: `${edit.lock}_lock`, reason: "the request's lock" };
+      return edit.mask ? masked(record, lock) : { kind: "txt2img", record, lock };
+    }
+    if (edit.mask) return masked({ strategy: "mask", reason: "the request's mask" });
     if (edit.uploaded) return img2img("an uploaded image to edit");
     let before: Scene;
     try {
@@ -494,23 +546,15 @@ export class AgentEngine implements Engine {
     } catch {
       return img2img("the session's plan does not parse");
     }
-    const strategy = chooseEditStrategy(before, scene, this.projection !== null);
+    const strategy = chooseEditStrategy(before, scene);
     if (strategy.kind === "inpaint")
       return {
         kind: "source",
         source: { image: base, mask: cellMask(strategy.cells, base.width, base.height), strength: 1 },
         record: { strategy: "inpaint", reason: strategy.reason, cells: strategy.cells },
       };
-    if (strategy.kind === "layout_lock")
-      return {
-        kind: "layout_lock",
-        previous: {
-          plan: edit.sessionPlan,
-          caption: captionForScene(before),
-          conversation: edit.sessionConversation ?? [{ role: "user", content: captionForScene(before) }],
-        },
-        record: { strategy: "layout_lock", reason: strategy.reason },
-      };
+    if (strategy.kind === "regenerate")
+      return { kind: "txt2img", record: { strategy: "regenerate", reason: strategy.reason } };
     return img2img(strategy.reason);
   }
 
@@ -520,24 +564,15 @@ export class AgentEngine implements Engine {
       caption: state.caption,
       conversation: job.conversation,
     };
-    let previous: ProjectedConditioning | undefined;
-    if (job.action.kind === "layout_lock") {
-      const prior = await conditionPlan(this.models, job.action.previous, undefined);
-      previous = prior.projected ?? undefined;
+    const lock = job.action.lock;
+    let controls: EditControls | undefined;
+    if (lock) {
+      const previous = (await conditionPlan(this.models, lock.previous, undefined)).projected!;
+      controls = { previous, layoutLock: lock.kind === "layout", styleLock: lock.kind === "style" };
     }
-    job.conditioned = await conditionPlan(
-      this.models,
-      planned,
-      job.settings.negative,
-      previous ? { previous, layoutLock: true } : undefined,
-    );
+    job.conditioned = await conditionPlan(this.models, planned, job.settings.negative, controls);
     const via = job.conditioned.via;
-    job.context.onEvent({
-      type: "conditioning",
-      round: state.round,
-      via,
-      ...(previous && { lock: "layout" }),
-    });
+    job.context.onEvent({ type: "conditioning", round: state.round, via, ...(lock && { lock: lock.kind }) });
     return { pending: { ...state.pending, conditioning: via } };
   }
 
@@ -579,7 +614,10 @@ export class AgentEngine implements Engine {
     const descriptions = describer.describeMany
       ? await describer.describeMany(images, options)
       : await Promise.all(images.map((image) => describer.describe(image, options)));
-    return { descriptions: descriptions.map((d) => d.plan) };
+    return {
+      descriptions: descriptions.map((d) => d.plan),
+      certainties: descriptions.map((d) => descriptionCertainty(d)),
+    };
   }
 
   private critiqueNode(state: LoopStateType, job: Job): LoopUpdate {
@@ -590,6 +628,8 @@ export class AgentEngine implements Engine {
       if (r.agreement < results[worst]!.agreement) worst = i;
     });
     const agreement = results.reduce((sum, r) => sum + r.agreement, 0) / results.length;
+    const known = state.certainties.filter((c): c is number => c !== null);
+    const certainty = known.length > 0 ? Math.min(...known) : null;
     const text = results[worst]!.critique;
     const issues = results[worst]!.issues;
     job.context.onEvent({ type: "critique", round: state.round, agreement, critique: text });
@@ -603,11 +643,12 @@ export class AgentEngine implements Engine {
           target: state.target,
           descriptions: state.descriptions,
           agreements: results.map((r) => r.agreement),
+          certainty,
         },
       },
       timings: { ...state.pending.timings },
     } as RoundRecord;
-    return { trace: [round], lastCritique: { agreement, text, issues }, pending: {} };
+    return { trace: [round], lastCritique: { agreement, certainty, text, issues }, pending: {} };
   }
 
   private async reviseNode(state: LoopStateType, job: Job): Promise<LoopUpdate> {

@@ -25,6 +25,8 @@ export type RoundRecord = Omit<TraceRound, "images"> & { images: string[] };
 /** The round's critique as the loop decides with it. */
 export interface RoundCritique {
   agreement: number;
+  /** The least certain description of the round (null when the describer gives no probabilities). */
+  certainty: number | null;
   text: string;
   issues: CritiqueIssue[];
 }
@@ -46,6 +48,8 @@ export const LoopState = Annotation.Root({
   trace: Annotation<RoundRecord[]>({ reducer: (done, more) => [...done, ...more], default: () => [] }),
   /** The describer's plan-format description of each image of the round in progress. */
   descriptions: Annotation<string[]>(),
+  /** How sure the describer was of each description (descriptionCertainty; null: it cannot tell). */
+  certainties: Annotation<(number | null)[]>(),
   /** The critique of the last finished round. */
   lastCritique: Annotation<RoundCritique | null>(),
 });

@@ -34,8 +34,8 @@ export interface GenerateRequest extends Settings {
 export type EngineEvent =
   | { type: "planning"; round: number }
   | { type: "plan"; round: number; plan: string; caption?: string }
-  /** The plan's conditioning is ready (the agent's condition node); `lock`: an edit's layout lock. */
-  | { type: "conditioning"; round: number; via: "projection" | "text_encoder"; lock?: "layout" }
+  /** The plan's conditioning is ready (the agent's condition node); `lock`: the stream an edit kept. */
+  | { type: "conditioning"; round: number; via: "projection" | "text_encoder"; lock?: EditLock }
   | { type: "step"; round: number; step: number; steps: number; preview?: string }
   | { type: "describing"; round: number }
   | { type: "critique"; round: number; agreement: number; critique: string }
@@ -124,9 +124,19 @@ export interface EditMessage {
   mask?: Mask;
 }
 
+/**
+ * Keep one stream of the session image's projection conditioning (primer, "Multi-Stream Conditioning"):
+ * `layout` keeps its object tokens C_tokens (what and where) and takes c_global (how) from the edit's plan;
+ * `style` keeps c_global and takes the object tokens from the edit's plan (a layout re-plan in the same style).
+ */
+export const EDIT_LOCKS = ["layout", "style"] as const;
+export type EditLock = (typeof EDIT_LOCKS)[number];
+
 export interface EditSettings extends Settings {
   /** img2img strength in (0, 1]. */
   strength?: number;
+  /** Engines with projection layers only. */
+  lock?: EditLock;
 }
 
 export interface EngineInfo {
@@ -139,6 +149,8 @@ export interface EngineInfo {
   critique: boolean;
   /** Whether a planner LLM writes the plans. */
   planner: boolean;
+  /** Whether edits take a `lock` (EditSettings): the engine conditions plans through projection layers. */
+  locks: boolean;
 }
 
 export interface Engine {

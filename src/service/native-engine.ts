@@ -13,6 +13,7 @@ import { SCHEDULER_NAMES } from "../../pipelines/schedulers/index.ts";
 import type { ChatMessage } from "../../planner/planner.ts";
 import { Planner } from "../../planner/planner.ts";
 import { loadProjection, type Projection } from "../../projection/projection.ts";
+import { invalid } from "../errors.ts";
 import type {
   EditMessage,
   EditSettings,
@@ -64,6 +65,7 @@ export class NativeEngine implements Engine {
       defaultSampler: model.defaultScheduler,
       critique: false,
       planner: planner !== null,
+      locks: false,
     };
   }
 
@@ -114,6 +116,11 @@ export class NativeEngine implements Engine {
     settings: EditSettings,
     context: RunContext,
   ): Promise<GenerateResult> {
+    if (settings.lock !== undefined)
+      throw invalid(
+        "lock",
+        "needs the agent engine (describer and projection layers); this is the native engine",
+      );
     const started = performance.now();
     const timings: Record<string, number> = {};
     const planned = await this.planFor(sessionConversation(state.history, message.text), context, timings);

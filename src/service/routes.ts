@@ -246,7 +246,9 @@ export function registerRoutes(
     const who = owner(c);
     const session = service.session(who, c.req.param("id"));
     const body = parseInput(SessionMessage, await readJson(c));
-    service.requireEngine();
+    const engine = service.requireEngine();
+    if (body.lock && !engine.info.locks)
+      throw invalid("lock", "this server's engine has no projection layers, so it cannot lock conditioning");
     let image: RgbImage | undefined;
     if (body.image !== undefined) {
       const upload = decodeBase64Upload(body.image, "image");

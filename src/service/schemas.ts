@@ -6,6 +6,7 @@
 import { z } from "zod";
 import { SCHEDULER_NAMES } from "../../pipelines/schedulers/index.ts";
 import { AtelierError } from "../errors.ts";
+import { EDIT_LOCKS } from "./engine.ts";
 
 export const MAX_PROMPT_CHARS = 1024;
 export const MAX_N = 4;
@@ -83,6 +84,10 @@ export const SessionMessage = z.strictObject({
   rounds: Rounds.optional(),
   negative: Negative.optional(),
   strength: Strength.optional(),
+  lock: z.enum(EDIT_LOCKS).optional().meta({
+    description:
+      "Keep one stream of the session image's conditioning (engines with projection layers): layout keeps what and where and takes the new look; style keeps the look and re-plans the objects.",
+  }),
   preview: z.boolean().optional(),
 });
 export type SessionMessage = z.infer<typeof SessionMessage>;
