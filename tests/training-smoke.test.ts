@@ -1,7 +1,8 @@
 /**
  * CI smoke test of the training stack: training/smoke.sh trains tiny configs of every stage for a few steps
  * on a freshly exported tiny dataset, resumes once and exports; the exports are then loaded in
- * onnxruntime-node and run one guided DDIM denoising step and a VAE decode.
+ * onnxruntime-node and run one guided DDIM denoising step and a VAE decode; the projection trained on that
+ * export (and warm-started from itself with --init) loads against it and conditions a plan.
  */
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -10,7 +11,10 @@ import { join } from "node:path";
 import { AutoTokenizer, env } from "@huggingface/transformers";
 import * as ort from "onnxruntime-node";
 import { afterAll, describe, expect, it } from "vitest";
+import { loadDiffusionModel } from "../pipelines/model-folder.ts";
 import { createScheduler } from "../pipelines/schedulers/index.ts";
+import { Planner } from "../planner/planner.ts";
+import { loadProjection } from "../projection/projection.ts";
 
 const PYTHON = process.env.ATELIER_PYTHON ?? "/usr/bin/python3";
 const hasTorch = spawnSync(PYTHON, ["-c", "import torch, onnx"], { encoding: "utf8" }).status === 0;
@@ -66,6 +70,27 @@ describe("training smoke (training/smoke.sh)", () => {
       const { sample } = await decoder.run({ latent_sample: new ort.Tensor("float32", x0, [1, 4, 8, 8]) });
       expect([...sample.dims]).toEqual([1, 3, 64, 64]);
       expect((sample.data as Float32Array).every(Number.isFinite)).toBe(true);
+
+      // The projection trained on this export (warm-started once) loads against it and conditions a plan.
+      expect(result.stdout).toContain("initialised from");
+      const planner = await Planner.load("tests/fixtures/tiny-planner");
+      const ldm = await loadDiffusionModel(dest, { threads: 1 });
+      const projection = await loadProjection(`${dest}-projection`, { planner, denoiser: ldm });
+      try {
+        expect(projection.manifest.training).toMatchObject({
+          steps: 2,
+          init: expect.stringContaining("projection-tiny.pt"),
+        });
+        // The export's reference case: the runtime must give the training code's numbers.
+        const reference = JSON.parse(readFileSync(`${dest}-projection/reference.json`, "utf8")).cases[0];
+        const { cond } = await projection.condition(planner, reference.messages, reference.plan);
+        const head = Array.from(cond.tokens.slice(0, 16));
+        head.forEach((v, i) => expect(v).toBeCloseTo(reference.outputs.encoder_hidden_states.head[i], 3));
+      } finally {
+        await projection.dispose();
+        await ldm.dispose();
+        await planner.dispose();
+      }
     },
     180_000,
   );

@@ -23,7 +23,7 @@ cached in OUT/cache/.
         --data data/projection/train --val data/projection/val      (optional: train does it too)
     /usr/bin/python3 training/projection.py train --planner models/planner --denoiser models/ldm \
         --data data/projection/train --val data/projection/val [--config tiny] [--layers last|mix|2,3] \
-        [--top-k K] [--M M] [--aux-weight λ] [--name NAME] [--resume] [--device cuda]
+        [--top-k K] [--M M] [--aux-weight λ] [--name NAME] [--resume | --init CKPT] [--device cuda]
     /usr/bin/python3 training/projection.py export [--name projection-default] --dest models/projection
 """
 
@@ -298,7 +298,11 @@ def train(args):
     del planner
 
     model = Projection(**config).to(device)
-    if not resume:
+    if args.init and not resume:
+        # Warm start for a denoiser that trained on: same architecture, new optimiser and schedule.
+        model.load_state_dict(torch.load(args.init, map_location="cpu")["model"])
+        print(f"initialised from {args.init}")
+    elif not resume:
         # The null starts where the denoiser's own unconditional input is (its first M null tokens).
         null_tokens, null_pooled = den.null()
         with torch.no_grad():
@@ -364,7 +368,7 @@ def train(args):
     def state(val):
         return dict(config=config, model=model.state_dict(), opt=opt.state_dict(), step=step, wall=wall,
                     rng=rng_state(gen), rng_noise=g_noise.get_state(), models=models, seed=args.seed, val=val,
-                    params=n_params, data=data)  # fmt: skip
+                    params=n_params, data=data, init=args.init or (resume or {}).get("init"))  # fmt: skip
 
     model.train()
     tick, acc, acc_aux = time.time(), [], []
@@ -480,6 +484,7 @@ def export(args):
         | {"name": os.path.basename(os.path.normpath(models["denoiser"]["folder"]))},
         "training": {"strategy": "A (planner and denoiser frozen)", "steps": ckpt["step"],
                      "wall_s": round(ckpt["wall"], 1), "seed": ckpt["seed"], "config": args.config,
+                     "init": ckpt.get("init"),
                      "batch": config["batch"], "lr": config["lr"], "cond_drop": config["cond_drop"],
                      "aux_weight": config["aux_weight"], "data": ckpt["data"], "parameters": ckpt["params"],
                      "val": {k_: round(v, 5) for k_, v in ckpt["val"].items()}},
@@ -504,6 +509,7 @@ def main():
     p.add_argument("--M", type=int, help="number of conditioning tokens (learned queries)")
     p.add_argument("--aux-weight", dest="aux_weight", type=float, help="λ of the native-encoder alignment")
     p.add_argument("--lr", type=float, help="peak learning rate (default: the config's)")
+    p.add_argument("--init", metavar="CKPT", help="train: start from the weights of projection checkpoint CKPT")
     p.add_argument("--dest", default="models/projection", help="export folder")
     p.set_defaults(data="data/projection/train", val="data/projection/val")
     args = p.parse_args()

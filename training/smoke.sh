@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Smoke test of the diffusion training stack (CI): tiny configs train a few steps of every stage on a tiny
-# dataset exported by `atelier world export`, resume once, and export the result in the diffusers ONNX layout.
+# dataset exported by `atelier world export`, resume once, and export the result in the diffusers ONNX layout
+# (DEST) and a projection trained on it (DEST-projection).
 #   training/smoke.sh DEST        (tests/fixtures/tiny-ldm was made by this script)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,3 +17,11 @@ args=(--threads 1 --config tiny --data "$work/train" --val "$work/val" --out "$w
 "$py" training/ldm.py "${args[@]}" --steps 3
 "$py" training/ldm.py "${args[@]}" --steps 6 --resume
 "$py" training/export.py --config tiny --out "$work/run" --dest "$dest" --fp16
+# The projection between the committed tiny planner and the LDM just exported; a warm start (--init) from it
+# is how the projection follows a denoiser that trained on.
+proj=(--config tiny --planner tests/fixtures/tiny-planner --denoiser "$dest" --data "$work/train" --val "$work/val"
+      --out "$work/run" --threads 1)
+"$py" training/projection.py train "${proj[@]}" --steps 3
+"$py" training/projection.py train "${proj[@]}" --steps 5 --resume
+"$py" training/projection.py train "${proj[@]}" --steps 2 --name projection-warm --init "$work/run/checkpoints/projection-tiny.pt"
+"$py" training/projection.py export --config tiny --name projection-warm --out "$work/run" --dest "$dest-projection"
