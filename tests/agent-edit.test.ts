@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parsePlan, printPlan } from "../evals/language/plan.ts";
-import type { ObjectGroup, Scene } from "../evals/scene.ts";
+import { type Color, type ObjectGroup, POSITIONS, type Scene, type Shape } from "../evals/scene.ts";
 import type { RgbImage } from "../pipelines/image.ts";
 import { Planner } from "../planner/planner.ts";
 import { cellMask, chooseEditStrategy } from "../src/agent/edit-strategy.ts";
@@ -75,6 +75,48 @@ describe("edit strategy", () => {
         reason: expect.stringContaining(`only the ${field} changed`),
       });
     }
+  });
+
+  it("finds objects without a grid position where the describer reads them, and room for added ones", () => {
+    // The describer's reading of the session image: the grid star and circle, two green squares elsewhere.
+    const readings = POSITIONS.map((position) => {
+      const at: Record<string, [Shape, Color]> = {
+        top_left: ["star", "red"],
+        bottom_right: ["circle", "blue"],
+        center: ["square", "green"],
+        left: ["square", "green"],
+      };
+      const [shape, color] = at[position] ?? [null, "red"];
+      return { position, shape, color } as const;
+    });
+    const recolor = chooseEditStrategy(
+      before,
+      scene([star, circle, { ...squares, color: "pink" }]),
+      readings,
+    );
+    expect(recolor).toMatchObject({ kind: "inpaint", cells: ["left", "center"] });
+    const fewer = chooseEditStrategy(before, scene([star, circle, { ...squares, count: 1 }]), readings);
+    expect(fewer).toMatchObject({ kind: "inpaint", cells: ["left", "center"] });
+    // Four squares need more cells than the two they hold: every cell read as empty joins the mask.
+    const more = chooseEditStrategy(before, scene([star, circle, { ...squares, count: 4 }]), readings);
+    expect(more).toMatchObject({
+      kind: "inpaint",
+      cells: ["top", "top_right", "left", "center", "right", "bottom_left", "bottom"],
+    });
+    const removed = chooseEditStrategy(before, scene([star, circle]), readings);
+    expect(removed).toMatchObject({ kind: "inpaint", cells: ["left", "center"] });
+    // With a grid object changed too, both are repainted.
+    const both = chooseEditStrategy(
+      before,
+      scene([{ ...star, color: "blue" }, circle, { ...squares, size: "large" }]),
+      readings,
+    );
+    expect(both).toMatchObject({ kind: "inpaint", cells: ["top_left", "left", "center"] });
+    // Not found in the image: img2img.
+    const unseen = readings.map((r) => (r.shape === "square" ? { ...r, shape: null } : r));
+    expect(
+      chooseEditStrategy(before, scene([star, circle, { ...squares, color: "pink" }]), unseen).kind,
+    ).toBe("img2img");
   });
 
   it("falls back to img2img for everything else", () => {

@@ -495,7 +495,7 @@ export class AgentEngine implements Engine {
       scene = result.scene;
     }
     job.conversation = planned.conversation;
-    job.action = this.chooseAction(job, scene);
+    job.action = await this.chooseAction(job, scene);
     return {
       target: planned.plan,
       currentPlan: planned.plan,
@@ -514,7 +514,7 @@ export class AgentEngine implements Engine {
    * How an edit renders (edit-strategy.ts), given its plan; a fresh generation is txt2img. A request's lock
    * replaces the strategy: txt2img with the session's seed (or inpainting in the request's mask) under it.
    */
-  private chooseAction(job: Job, scene: Scene): Action {
+  private async chooseAction(job: Job, scene: Scene): Promise<Action> {
     const edit = job.edit;
     if (!edit?.base) return { kind: "txt2img" };
     const base = edit.base;
@@ -546,7 +546,9 @@ export class AgentEngine implements Engine {
     } catch {
       return img2img("the session's plan does not parse");
     }
-    const strategy = chooseEditStrategy(before, scene);
+    // Where the session image's objects are, for edits of objects the plan does not pin to a cell.
+    const { cells: readings } = await this.describer.describe(base, { signal: job.context.signal });
+    const strategy = chooseEditStrategy(before, scene, readings);
     if (strategy.kind === "inpaint")
       return {
         kind: "source",
