@@ -66,6 +66,20 @@ function anchorCells(scene: Scene): Set<Position> {
   return cells;
 }
 
+/** Groups without a grid position as a comparable string. */
+function freeObjects(scene: Scene): string {
+  return scene.objects
+    .filter((g) => g.placement.kind !== "grid")
+    .map((g) => groupKey(scene, g))
+    .sort()
+    .join("; ");
+}
+
+/** Whether the edit changes objects without a grid position (then the strategy wants the describer's reading). */
+export function changesFreeObjects(before: Scene, after: Scene): boolean {
+  return freeObjects(before) !== freeObjects(after);
+}
+
 /** What the describer read in each grid cell of the session image (describer.ts CellReading). */
 export type CellReadings = readonly { position: Position; shape: Shape | null; color: Color }[];
 
@@ -103,16 +117,11 @@ function locateFreeChanges(before: Scene, after: Scene, readings: CellReadings):
 export function chooseEditStrategy(before: Scene, after: Scene, readings?: CellReadings): EditStrategy {
   const diff = diffScenes(before, after);
   const scene = (["background", "style", "lighting"] as const).filter((f) => before[f] !== after[f]);
-  const others = (s: Scene) =>
-    s.objects
-      .filter((g) => g.placement.kind !== "grid")
-      .map((g) => groupKey(s, g))
-      .sort()
-      .join("; ");
   const gridBefore = gridObjects(before);
   const gridAfter = gridObjects(after);
   const cells = POSITIONS.filter((p) => gridBefore.get(p) !== gridAfter.get(p));
-  const objectsChanged = cells.length > 0 || others(before) !== others(after);
+  const freeChanged = changesFreeObjects(before, after);
+  const objectsChanged = cells.length > 0 || freeChanged;
   if (diff.issues.length === 0) return { kind: "img2img", reason: "the plan did not change" };
   if (!objectsChanged)
     return { kind: "regenerate", reason: `only the ${scene.join(", ")} changed: same objects, same seed` };
@@ -121,7 +130,7 @@ export function chooseEditStrategy(before: Scene, after: Scene, readings?: CellR
   const anchors = new Set([...anchorCells(before), ...anchorCells(after)]);
   if (cells.some((c) => anchors.has(c)))
     return { kind: "img2img", reason: "a changed object anchors a relation" };
-  if (others(before) !== others(after)) {
+  if (freeChanged) {
     const located = readings && locateFreeChanges(before, after, readings);
     if (!located) return { kind: "img2img", reason: "objects without a grid position changed" };
     const all = POSITIONS.filter((p) => cells.includes(p) || located.includes(p));

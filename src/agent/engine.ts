@@ -60,7 +60,7 @@ import {
 } from "../service/generation.ts";
 import { critique } from "./critic.ts";
 import { type Describer, descriptionCertainty, type LearnedDescriber, loadDescriber } from "./describer.ts";
-import { cellMask, chooseEditStrategy } from "./edit-strategy.ts";
+import { cellMask, changesFreeObjects, chooseEditStrategy } from "./edit-strategy.ts";
 import {
   compileLoop,
   type LoopStateType,
@@ -547,7 +547,9 @@ export class AgentEngine implements Engine {
       return img2img("the session's plan does not parse");
     }
     // Where the session image's objects are, for edits of objects the plan does not pin to a cell.
-    const { cells: readings } = await this.describer.describe(base, { signal: job.context.signal });
+    const readings = changesFreeObjects(before, scene)
+      ? (await this.describer.describe(base, { signal: job.context.signal })).cells
+      : undefined;
     const strategy = chooseEditStrategy(before, scene, readings);
     if (strategy.kind === "inpaint")
       return {
