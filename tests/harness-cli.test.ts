@@ -85,6 +85,19 @@ describe("atelier eval", () => {
     }
   });
 
+  it("--categories keeps only those categories' prompts, and names an unknown one", () => {
+    const prompts = promptFile(PROMPTS.map((p) => JSON.stringify(p)));
+    const out = mkdtempSync(join(tmpdir(), "atelier-eval-out-"));
+    const only = atelier("eval", "--prompts", prompts, "--categories", "edit,counting", "--out", out);
+    expect(only.status).toBe(0);
+    const report = JSON.parse(readFileSync(join(out, "report.json"), "utf8"));
+    expect(report.prompts.map((p: { id: string }) => p.id)).toEqual(["count-1", "edit-1"]);
+    const bad = atelier("eval", "--prompts", prompts, "--categories", "shading", "--out", out);
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toContain("categories: ");
+    expect(bad.stderr).toContain('no category "shading"');
+  });
+
   it("names the line and field of a bad prompt file", () => {
     const good = JSON.stringify(PROMPTS[0]);
     const malformed = atelier("eval", "--prompts", promptFile([good, "{not json"]), "--out", tmpdir());

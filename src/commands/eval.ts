@@ -13,7 +13,7 @@ import { readPromptFile } from "../../evals/language/prompt-file.ts";
 import { invalid } from "../errors.ts";
 import { registerGenerators } from "../generators/index.ts";
 
-export const usage = `atelier eval --prompts FILE --mode oracle|oracle-vae|native|plan-text|plan|agent [--images-per-prompt 4] [--seed 0] --out DIR
+export const usage = `atelier eval --prompts FILE --mode oracle|oracle-vae|native|plan-text|plan|agent [--images-per-prompt 4] [--seed 0] [--categories A,B] --out DIR
 atelier eval --detector-report [--n 2000] [--seed 0] [--out DIR]
 
   Scores a generator GenEval-style: every prompt of FILE (JSONL, DESIGN.md "Eval prompt files") is run
@@ -29,7 +29,8 @@ atelier eval --detector-report [--n 2000] [--seed 0] [--out DIR]
   attribute (shape, color, size, count, position, background, style, lighting); with --out it also writes
   DIR/detector-report.md and DIR/detector-report.json.
 
-  --models DIR   folder of the embedded models for native|plan-text|plan|agent (default models/)`;
+  --models DIR   folder of the embedded models for native|plan-text|plan|agent (default models/)
+  --categories A,B   only the prompts of these categories (e.g. color_attr with more images per prompt)`;
 
 function integer(field: string, value: string | undefined, fallback: number, min: number): number {
   if (value === undefined) return fallback;
@@ -50,6 +51,7 @@ export async function run(argv: string[]): Promise<number> {
       seed: { type: "string" },
       out: { type: "string" },
       models: { type: "string" },
+      categories: { type: "string" },
       "detector-report": { type: "boolean" },
       n: { type: "string" },
     },
@@ -79,7 +81,18 @@ export async function run(argv: string[]): Promise<number> {
     throw invalid("mode", `must be one of ${MODES.join(", ")}, got ${JSON.stringify(mode)}`);
   }
   const imagesPerPrompt = integer("images-per-prompt", values["images-per-prompt"], 4, 1);
-  const prompts = readPromptFile(values.prompts);
+  let prompts = readPromptFile(values.prompts);
+  if (values.categories !== undefined) {
+    const wanted = values.categories.split(",").map((c) => c.trim());
+    const known = new Set(prompts.map((p) => p.category));
+    const unknown = wanted.filter((c) => !known.has(c));
+    if (unknown.length > 0 || wanted.length === 0)
+      throw invalid(
+        "categories",
+        `${values.prompts} has no category ${JSON.stringify(unknown[0] ?? "")}; it has ${[...known].join(", ")}`,
+      );
+    prompts = prompts.filter((p) => wanted.includes(p.category));
+  }
   registerGenerators();
   const generator = await createGenerator(mode as Mode, { models: values.models });
   try {
