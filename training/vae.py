@@ -250,7 +250,7 @@ def main():
     train, val = Shards(args.data), Shards(args.val)
     model = VAE(**arch(config)).to(device)
     name = f"vae-{args.config}"
-    fixed_scale = None
+    fixed_scale, lineage = None, None
     if args.decoder_only and args.init:
         raise SystemExit("--decoder-only and --init exclude each other")
     if args.decoder_only or args.init:
@@ -263,6 +263,9 @@ def main():
         # The encoder (so the latent space, and an LDM trained on it) stays fixed; only the decoder learns.
         model.encoder.requires_grad_(False)
         fixed_scale, name = source["scaling_factor"], f"{name}-decoder"
+        # The encoder's own training, for the manifest: this run's steps and wall time are the decoder's only.
+        lineage = dict(file=os.path.basename(args.decoder_only), steps=source["step"], wall_s=round(source["wall"], 1),
+                       val_psnr_db=round(source["val_psnr"], 3))  # fmt: skip
         config.update(full_from=0, lr=config["decoder_lr"], warmup=config["warmup"] // 2)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config["lr"], weight_decay=0.0)
     gen = np.random.default_rng(args.seed)
@@ -317,6 +320,8 @@ def main():
             state = dict(config=config, model=model.state_dict(), opt=opt.state_dict(), step=step, wall=wall,
                          rng=rng_state(gen), scaling_factor=scale, val_psnr=psnr, params=n_params,
                          data=dict(split=train.index.get("split"), seed=train.index.get("seed"), n=len(train)), seed=args.seed)  # fmt: skip
+            if lineage:
+                state["source"] = lineage
             save_checkpoint(path, state)
             tick = time.time()
 
