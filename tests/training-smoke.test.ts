@@ -85,7 +85,8 @@ describe("training smoke (training/smoke.sh)", () => {
         const reference = JSON.parse(readFileSync(`${dest}-projection/reference.json`, "utf8")).cases[0];
         const { cond } = await projection.condition(planner, reference.messages, reference.plan);
         const head = Array.from(cond.tokens.slice(0, 16));
-        head.forEach((v, i) => expect(v).toBeCloseTo(reference.outputs.encoder_hidden_states.head[i], 3));
+        for (const [i, v] of head.entries())
+          expect(v).toBeCloseTo(reference.outputs.encoder_hidden_states.head[i], 3);
       } finally {
         await projection.dispose();
         await ldm.dispose();
