@@ -14,7 +14,7 @@
  *   same seed.
  *
  * Regenerate rather than the layout lock (the previous plan's C_tokens with the new c_global, primer
- * "Multi-Stream Conditioning") for a global change, measured with the released models on the 66 edit
+ * "Multi-Stream Conditioning") for a global change, measured with the session-2 models on the 66 edit
  * dialogues of evals/prompts/shapes-geneval.jsonl (`atelier eval --mode agent`, seed 1): edit accuracy 0.212
  * vs 0.136 with the lock (img2img at strength 0.8: 0.182), preservation 14 vs 16 of 30 untouched objects.
  * The lock kept the old background: these models read the background from the object tokens as much as
