@@ -66,18 +66,19 @@ function anchorCells(scene: Scene): Set<Position> {
   return cells;
 }
 
-/** Groups without a grid position as a comparable string. */
-function freeObjects(scene: Scene): string {
-  return scene.objects
-    .filter((g) => g.placement.kind !== "grid")
-    .map((g) => groupKey(scene, g))
-    .sort()
-    .join("; ");
+/** Groups without a grid position (placed freely or by relation). */
+function freeGroups(scene: Scene): ObjectGroup[] {
+  return scene.objects.filter((g) => g.placement.kind !== "grid");
 }
 
 /** Whether the edit changes objects without a grid position (then the strategy wants the describer's reading). */
 export function changesFreeObjects(before: Scene, after: Scene): boolean {
-  return freeObjects(before) !== freeObjects(after);
+  const keys = (s: Scene) =>
+    freeGroups(s)
+      .map((g) => groupKey(s, g))
+      .sort()
+      .join("; ");
+  return keys(before) !== keys(after);
 }
 
 /** What the describer read in each grid cell of the session image (describer.ts CellReading). */
@@ -89,11 +90,10 @@ export type CellReadings = readonly { position: Position; shape: Shape | null; c
  * cells hold. Null when a changed group is not found or there is no room: the caller falls back to img2img.
  */
 function locateFreeChanges(before: Scene, after: Scene, readings: CellReadings): Position[] | null {
-  const free = (s: Scene) => s.objects.filter((g) => g.placement.kind !== "grid");
-  const keysAfter = new Set(free(after).map((g) => groupKey(after, g)));
-  const keysBefore = new Set(free(before).map((g) => groupKey(before, g)));
-  const gone = free(before).filter((g) => !keysAfter.has(groupKey(before, g)));
-  const come = free(after).filter((g) => !keysBefore.has(groupKey(after, g)));
+  const keysAfter = new Set(freeGroups(after).map((g) => groupKey(after, g)));
+  const keysBefore = new Set(freeGroups(before).map((g) => groupKey(before, g)));
+  const gone = freeGroups(before).filter((g) => !keysAfter.has(groupKey(before, g)));
+  const come = freeGroups(after).filter((g) => !keysBefore.has(groupKey(after, g)));
   const cells = new Set<Position>();
   for (const group of gone) {
     const found = readings.filter((r) => r.shape === group.shape && r.color === group.color);

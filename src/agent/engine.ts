@@ -329,12 +329,14 @@ export class AgentEngine implements Engine {
         "lock",
         "keeps conditioning of the session's image, so it does not apply to an uploaded image",
       );
-    let parses = false;
+    const noPlan = () =>
+      invalid("lock", "needs a session image made from a plan (make one in this session first)");
+    if (state.plan === null) throw noPlan();
     try {
-      parses = state.plan !== null && parsePlan(state.plan) !== null;
-    } catch {}
-    if (!parses)
-      throw invalid("lock", "needs a session image made from a plan (make one in this session first)");
+      parsePlan(state.plan);
+    } catch {
+      throw noPlan();
+    }
   }
 
   /** The checkpoints of a recent run, oldest first: which node ran next and the round, per super-step. */
@@ -652,7 +654,7 @@ export class AgentEngine implements Engine {
       },
       timings: { ...state.pending.timings },
     } as RoundRecord;
-    return { trace: [round], lastCritique: { agreement, certainty, text, issues }, pending: {} };
+    return { trace: [round], lastCritique: { agreement, text, issues }, pending: {} };
   }
 
   private async reviseNode(state: LoopStateType, job: Job): Promise<LoopUpdate> {

@@ -25,8 +25,6 @@ export type RoundRecord = Omit<TraceRound, "images"> & { images: string[] };
 /** The round's critique as the loop decides with it. */
 export interface RoundCritique {
   agreement: number;
-  /** The least certain description of the round (null when the describer gives no probabilities). */
-  certainty: number | null;
   text: string;
   issues: CritiqueIssue[];
 }

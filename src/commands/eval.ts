@@ -86,10 +86,10 @@ export async function run(argv: string[]): Promise<number> {
     const wanted = values.categories.split(",").map((c) => c.trim());
     const known = new Set(prompts.map((p) => p.category));
     const unknown = wanted.filter((c) => !known.has(c));
-    if (unknown.length > 0 || wanted.length === 0)
+    if (unknown.length > 0)
       throw invalid(
         "categories",
-        `${values.prompts} has no category ${JSON.stringify(unknown[0] ?? "")}; it has ${[...known].join(", ")}`,
+        `${values.prompts} has no category ${JSON.stringify(unknown[0])}; it has ${[...known].join(", ")}`,
       );
     prompts = prompts.filter((p) => wanted.includes(p.category));
   }
