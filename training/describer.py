@@ -30,7 +30,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from data import Shards, file_sha256
-from util import Log, lr_at, rng_state, save_checkpoint, set_rng_state
+from util import Log, load_checkpoint, lr_at, rng_state, save_checkpoint, set_rng_state
 
 # Must equal the vocabularies of evals/scene.ts (checked against the records while building labels).
 SHAPES = ["circle", "square", "triangle", "star", "diamond", "cross"]
@@ -263,7 +263,7 @@ def train(args):
         print(f"no VAE checkpoint at {args.vae}: training on renders and synthetic degradations only")
     vae_info = None
     if vae_path:
-        vae_ckpt = torch.load(vae_path, map_location="cpu")
+        vae_ckpt = load_checkpoint(vae_path)
         vae_info = dict(file=os.path.basename(vae_path), sha256=file_sha256(vae_path), step=vae_ckpt["step"],
                         val_psnr=round(float(vae_ckpt.get("val_psnr", float("nan"))), 2))  # fmt: skip
         del vae_ckpt
@@ -280,16 +280,16 @@ def train(args):
     step, wall, history, init = 0, 0.0, [], None
     if args.init and not (args.resume and os.path.exists(path)):
         # Warm start: every tensor whose name and shape match; the rest keeps its fresh initialisation.
-        source = torch.load(args.init, map_location="cpu")["model"]
+        source = load_checkpoint(args.init)["model"]
         own = model.state_dict()
         taken = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}
         model.load_state_dict({**own, **taken})
-        src = torch.load(args.init, map_location="cpu")
+        src = load_checkpoint(args.init)
         init = dict(file=os.path.basename(args.init), steps=src["step"], wall_s=round(src["wall"], 1),
                     params=src["params"], tensors=f"{len(taken)}/{len(own)}", vae_round_trips=src.get("vae_history", []))  # fmt: skip
         print(f"initialised {len(taken)}/{len(own)} tensors from {args.init}")
     if args.resume and os.path.exists(path):
-        ckpt = torch.load(path, map_location="cpu")
+        ckpt = load_checkpoint(path)
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["opt"])
         step, wall, history, init = ckpt["step"], ckpt["wall"], ckpt.get("vae_history", []), ckpt.get("init")
@@ -353,7 +353,7 @@ def reference_input():
 def export(args):
     import onnx
 
-    ckpt = torch.load(os.path.join(args.out, "checkpoints", "describer.pt"), map_location="cpu")
+    ckpt = load_checkpoint(os.path.join(args.out, "checkpoints", "describer.pt"))
     model = Describer(**{k: ckpt["config"][k] for k in ARCH_KEYS}).eval()
     model.load_state_dict(ckpt["model"])
     os.makedirs(args.dest, exist_ok=True)

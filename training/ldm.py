@@ -29,7 +29,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from data import Shards, WordTokenizer, file_sha256, latent_cache
-from util import EMA, Log, lr_at, parser, rng_state, save_checkpoint, set_rng_state, setup
+from util import EMA, Budget, Log, device_name, load_checkpoint, lr_at, parser, rng_state, save_checkpoint, set_rng_state, setup
 from vae import load_vae, save_grid
 
 CONFIGS = {
@@ -37,6 +37,11 @@ CONFIGS = {
                     heads=4, d_emb=256, num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
                     snr_gamma=5.0, cond_drop=0.12, unk_drop=0.03, batch=32, steps=12000, lr=6e-4, warmup=300,
                     weight_decay=0.01, ema=0.999, log_every=50, eval_every=1000, n_eval=512, guidance=5.0),
+    # gpu: the default network at batch 256 on a lent GPU (training/gpu.sh), the step count set by --minutes.
+    "gpu": dict(max_length=48, d_cond=128, text_layers=3, text_heads=4, channels=(64, 128), blocks=1,
+                heads=4, d_emb=256, num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
+                snr_gamma=5.0, cond_drop=0.12, unk_drop=0.03, batch=256, steps=100000, lr=1e-3, warmup=500,
+                weight_decay=0.01, ema=0.9995, log_every=100, eval_every=2500, n_eval=512, guidance=5.0),
     "tiny": dict(max_length=48, d_cond=32, text_layers=1, text_heads=2, channels=(16, 32), blocks=1,
                  heads=2, d_emb=64, num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
                  snr_gamma=5.0, cond_drop=0.12, unk_drop=0.03, batch=8, steps=20, lr=1e-3, warmup=5,
@@ -229,7 +234,7 @@ def alphas_cumprod(config):
 
 
 def load_ldm(path, ema=True):
-    ckpt = torch.load(path, map_location="cpu")
+    ckpt = load_checkpoint(path)
     tok = WordTokenizer(ckpt["tokenizer"]["vocab"], ckpt["tokenizer"]["max_length"])
     model = LDM(ckpt["config"], len(tok.vocab), tok.pad_id)
     model.load_state_dict(ckpt["ema" if ema else "model"])
@@ -287,7 +292,7 @@ def main():
     vae, vae_ckpt = load_vae(vae_path, device)
     scale = vae_ckpt["scaling_factor"]
     train, val = Shards(args.data), Shards(args.val)
-    resume = torch.load(path, map_location="cpu") if args.resume else None
+    resume = load_checkpoint(path) if args.resume else None
     if resume:
         tok = WordTokenizer(resume["tokenizer"]["vocab"], resume["tokenizer"]["max_length"])
     else:
@@ -347,7 +352,9 @@ def main():
     if resume:
         g_noise.set_state(resume["rng_noise"])
     tick, acc = time.time(), []
+    budget = Budget(args.minutes)
     while step < config["steps"]:
+        budget.check(step, config)
         idx = np.sort(gen.integers(0, len(train), config["batch"]))
         z = latents(train_lat, idx, g_noise)
         ids = train_caps.pick(idx, gen, config["cond_drop"], config["unk_drop"])
@@ -378,7 +385,7 @@ def main():
             save_grid(images, f"{args.out}/logs/{name}-samples.png", rows=2)
             wall += time.time() - tick
             state = dict(config=config, tokenizer=tok.state(), model=model.state_dict(), ema=ema.model.state_dict(),
-                         opt=opt.state_dict(), step=step, wall=wall, rng=rng_state(gen), rng_noise=g_noise.get_state(),
+                         opt=opt.state_dict(), step=step, wall=wall, device=device_name(device), rng=rng_state(gen), rng_noise=g_noise.get_state(),
                          params=dict(text_encoder=n_text, unet=n_unet), val_loss=val_loss, seed=args.seed,
                          vae=dict(path=vae_path, sha256=file_sha256(vae_path), scaling_factor=scale),
                          data=dict(split=train.index.get("split"), seed=train.index.get("seed"), n=len(train)))  # fmt: skip

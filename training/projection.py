@@ -47,7 +47,7 @@ from data import Shards, file_sha256, latent_cache
 from frozen import Denoiser, load_planner
 from ldm import Attention
 from planner import words
-from util import Log, lr_at, parser, rng_state, save_checkpoint, set_rng_state, setup
+from util import Budget, Log, load_checkpoint, lr_at, parser, rng_state, save_checkpoint, set_rng_state, setup
 
 CONFIGS = {
     "default": dict(M=16, layers="mix", top_k=3, heads=4, mlp_mult=2, aux_weight=0.1, cond_drop=0.1, context_rate=0.25,
@@ -279,7 +279,7 @@ def train(args):
     device = setup(args, config)
     name = args.name or f"projection-{args.config}"
     path = os.path.join(args.out, "checkpoints", f"{name}.pt")
-    resume = torch.load(path, map_location="cpu") if args.resume else None
+    resume = load_checkpoint(path) if args.resume else None
     if resume:
         config = resume["config"] | ({"steps": args.steps} if args.steps else {})
     planner, vocab, den, models = frozen_models(args, device)
@@ -300,7 +300,7 @@ def train(args):
     model = Projection(**config).to(device)
     if args.init and not resume:
         # Warm start for a denoiser that trained on: same architecture, new optimiser and schedule.
-        model.load_state_dict(torch.load(args.init, map_location="cpu")["model"])
+        model.load_state_dict(load_checkpoint(args.init)["model"])
         print(f"initialised from {args.init}")
     elif not resume:
         # The null starts where the denoiser's own unconditional input is (its first M null tokens).
@@ -372,7 +372,9 @@ def train(args):
 
     model.train()
     tick, acc, acc_aux = time.time(), [], []
+    budget = Budget(args.minutes)
     while step < config["steps"]:
+        budget.check(step, config)
         idx = np.sort(gen.integers(0, train_split.n, config["batch"]))
         h, mask = train_split.batch(idx, layers, device)
         z = train_split.sample_latents(idx, g_noise, scale, device)

@@ -6,6 +6,7 @@ import json
 import math
 import os
 import random
+import time
 
 import numpy as np
 import torch
@@ -23,6 +24,8 @@ def parser(description, configs):
     p.add_argument("--batch", type=int, help="override the config's batch size")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2, help="CPU threads (the machine has 2 shared cores)")
+    p.add_argument("--minutes", type=float,
+                   help="wall-clock budget: after 200 steps the step count is cut to what fits (a lent GPU's minutes)")
     return p
 
 
@@ -30,6 +33,10 @@ def setup(args, config):
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: this PyTorch sees no CUDA device")
     torch.set_num_threads(args.threads)
+    if args.device == "cuda":
+        # TF32 matmuls and convolutions: these small models are launch-bound, and fp32 accuracy is not needed.
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
     random.seed(args.seed)
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
@@ -40,6 +47,43 @@ def setup(args, config):
     if args.batch is not None:
         config["batch"] = args.batch
     return torch.device(args.device)
+
+
+def device_name(device):
+    """Where a stage trained, for the manifest: the GPU's name, or the CPU and its thread count."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu, {torch.get_num_threads()} threads"
+
+
+def load_checkpoint(path):
+    """Our own checkpoints hold configs and RNG states besides tensors; PyTorch ≥ 2.6 loads tensors only unless told."""
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+class Budget:
+    """`--minutes`: steps `warm`..`warm + probe` are timed (the first ones pay for CUDA's start-up), then
+    config["steps"] is cut so that the run ends inside the budget (the cosine schedule decays over the steps
+    that fit). 15% of the time left is kept for evaluations and saves."""
+
+    def __init__(self, minutes, warm=10, probe=50):
+        self.seconds, self.warm, self.probe = (minutes or 0) * 60, warm, probe
+        self.start, self.first, self.t0 = time.time(), None, None
+
+    def check(self, step, config):
+        if not self.seconds:
+            return
+        if self.first is None:
+            self.first = step
+        if step - self.first == self.warm:
+            self.t0 = time.time()
+        elif step - self.first == self.warm + self.probe:
+            per_step = (time.time() - self.t0) / self.probe
+            left = self.seconds - (time.time() - self.start)
+            fit = step + max(1, int(0.85 * left / per_step))
+            if fit < config["steps"]:
+                print(f"--minutes: {per_step * 1000:.1f} ms/step, training stops at step {fit} (not {config['steps']})")
+                config["steps"] = fit
 
 
 def lr_at(step, config):

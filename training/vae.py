@@ -25,7 +25,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from data import Shards, to_tensor
-from util import Log, lr_at, parser, rng_state, save_checkpoint, set_rng_state, setup
+from util import Budget, Log, device_name, load_checkpoint, lr_at, parser, rng_state, save_checkpoint, set_rng_state, setup
 
 CONFIGS = {
     "default": dict(channels=(32, 64, 96), latent=4, batch=32, crop=32, full_from=0.6, steps=8000, lr=1e-3,
@@ -48,6 +48,12 @@ CONFIGS = {
     "v2s": dict(channels=(32, 64, 96), latent=4, extra=2, refine=24, batch=16, crop=64, full_from=0, steps=3000,
                 lr=5e-4, warmup=100, decoder_lr=3e-4, beta=1e-5, edge=1.0, edge_weight=4.0, l2=0.0, ssim=1.0,
                 log_every=50, eval_every=250, n_eval=512),
+    # v3: v2s's losses on a wider network trained jointly from scratch on a lent GPU (training/gpu.sh), batch 64,
+    # the step count set by --minutes. The v2s round trips still lost small stars and crosses and read flat fills
+    # as watercolor (oracle-vae ceiling 0.749): more width and about ten times the images seen.
+    "v3": dict(channels=(48, 96, 128), latent=4, extra=2, refine=32, batch=64, crop=64, full_from=0, steps=60000,
+               lr=6e-4, warmup=500, decoder_lr=3e-4, beta=1e-5, edge=1.0, edge_weight=4.0, l2=0.0, ssim=1.0,
+               log_every=100, eval_every=2000, n_eval=512),
     "tiny": dict(channels=(8, 8, 16), latent=4, batch=8, crop=32, full_from=0.6, steps=20, lr=2e-3, warmup=5,
                  decoder_lr=1e-3, beta=1e-5, edge=0.5, ssim=1.0, log_every=5, eval_every=10, n_eval=16),
 }  # fmt: skip
@@ -151,7 +157,7 @@ class VAE(nn.Module):
 
 
 def load_vae(path, device="cpu"):
-    ckpt = torch.load(path, map_location="cpu")
+    ckpt = load_checkpoint(path)
     model = VAE(**arch(ckpt["config"]))
     model.load_state_dict(ckpt["model"])
     return model.to(device).eval(), ckpt
@@ -254,7 +260,7 @@ def main():
     if args.decoder_only and args.init:
         raise SystemExit("--decoder-only and --init exclude each other")
     if args.decoder_only or args.init:
-        source = torch.load(args.decoder_only or args.init, map_location="cpu")
+        source = load_checkpoint(args.decoder_only or args.init)
         # A larger decoder (v2) starts from CKPT's: only its added, identity-initialised modules are new.
         missing, unexpected = model.load_state_dict(source["model"], strict=False)
         if unexpected or any(not k.startswith(("decoder.extra", "decoder.refine")) for k in missing):
@@ -272,7 +278,7 @@ def main():
     path = f"{args.out}/checkpoints/{name}.pt"
     step, wall = 0, 0.0
     if args.resume:
-        ckpt = torch.load(path, map_location="cpu")
+        ckpt = load_checkpoint(path)
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["opt"])
         step, wall = ckpt["step"], ckpt["wall"]
@@ -283,7 +289,9 @@ def main():
     print(f"{name}: {n_params / 1e6:.3f}M parameters, {len(train)} train / {len(val)} val images, {config}")
 
     tick, acc = time.time(), []
+    budget = Budget(args.minutes)
     while step < config["steps"]:
+        budget.check(step, config)
         # One crop window per batch, on the latent grid (multiples of 8 px). The receptive field is wider than
         # a crop, so from `full_from` on the batch is full images (same pixels per step); without that the
         # encoder extrapolated on full images (logvar +20 over large gray areas).
@@ -318,7 +326,7 @@ def main():
             save_grid(grid, f"{args.out}/logs/{name}-recon.png", rows=2)
             wall += time.time() - tick
             state = dict(config=config, model=model.state_dict(), opt=opt.state_dict(), step=step, wall=wall,
-                         rng=rng_state(gen), scaling_factor=scale, val_psnr=psnr, params=n_params,
+                         rng=rng_state(gen), scaling_factor=scale, device=device_name(device), val_psnr=psnr, params=n_params,
                          data=dict(split=train.index.get("split"), seed=train.index.get("seed"), n=len(train)), seed=args.seed)  # fmt: skip
             if lineage:
                 state["source"] = lineage
