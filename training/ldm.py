@@ -29,7 +29,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from data import Shards, WordTokenizer, file_sha256, latent_cache
-from util import EMA, Budget, Log, device_name, load_checkpoint, lr_at, parser, rng_state, save_checkpoint, set_rng_state, setup
+from util import (EMA, Budget, Log, device_name, load_checkpoint, lr_at, parser, rng_state, save_checkpoint,
+                  set_rng_state, setup)
 from vae import load_vae, save_grid
 
 CONFIGS = {
@@ -385,7 +386,8 @@ def main():
             save_grid(images, f"{args.out}/logs/{name}-samples.png", rows=2)
             wall += time.time() - tick
             state = dict(config=config, tokenizer=tok.state(), model=model.state_dict(), ema=ema.model.state_dict(),
-                         opt=opt.state_dict(), step=step, wall=wall, device=device_name(device), rng=rng_state(gen), rng_noise=g_noise.get_state(),
+                         opt=opt.state_dict(), step=step, wall=wall, device=device_name(device), rng=rng_state(gen),
+                         rng_noise=g_noise.get_state(),
                          params=dict(text_encoder=n_text, unet=n_unet), val_loss=val_loss, seed=args.seed,
                          vae=dict(path=vae_path, sha256=file_sha256(vae_path), scaling_factor=scale),
                          data=dict(split=train.index.get("split"), seed=train.index.get("seed"), n=len(train)))  # fmt: skip

@@ -25,7 +25,7 @@ def parser(description, configs):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2, help="CPU threads (the machine has 2 shared cores)")
     p.add_argument("--minutes", type=float,
-                   help="wall-clock budget: after 200 steps the step count is cut to what fits (a lent GPU's minutes)")
+                   help="wall-clock budget: after 60 steps the step count is cut to what fits (a lent GPU's minutes)")
     return p
 
 
@@ -34,7 +34,7 @@ def setup(args, config):
         raise SystemExit("--device cuda: this PyTorch sees no CUDA device")
     torch.set_num_threads(args.threads)
     if args.device == "cuda":
-        # TF32 matmuls and convolutions: these small models are launch-bound, and fp32 accuracy is not needed.
+        # TF32 matmuls and convolutions: diffusion training does not need full fp32 precision.
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     random.seed(args.seed)
@@ -57,7 +57,7 @@ def device_name(device):
 
 
 def load_checkpoint(path):
-    """Our own checkpoints hold configs and RNG states besides tensors; PyTorch ≥ 2.6 loads tensors only unless told."""
+    """Our checkpoints hold configs and RNG states besides tensors; PyTorch ≥ 2.6 loads tensors only unless told."""
     return torch.load(path, map_location="cpu", weights_only=False)
 
 

@@ -25,7 +25,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from data import Shards, to_tensor
-from util import Budget, Log, device_name, load_checkpoint, lr_at, parser, rng_state, save_checkpoint, set_rng_state, setup
+from util import (Budget, Log, device_name, load_checkpoint, lr_at, parser, rng_state, save_checkpoint, set_rng_state,
+                  setup)
 
 CONFIGS = {
     "default": dict(channels=(32, 64, 96), latent=4, batch=32, crop=32, full_from=0.6, steps=8000, lr=1e-3,
@@ -326,7 +327,8 @@ def main():
             save_grid(grid, f"{args.out}/logs/{name}-recon.png", rows=2)
             wall += time.time() - tick
             state = dict(config=config, model=model.state_dict(), opt=opt.state_dict(), step=step, wall=wall,
-                         rng=rng_state(gen), scaling_factor=scale, device=device_name(device), val_psnr=psnr, params=n_params,
+                         rng=rng_state(gen), scaling_factor=scale, device=device_name(device), val_psnr=psnr,
+                         params=n_params,
                          data=dict(split=train.index.get("split"), seed=train.index.get("seed"), n=len(train)), seed=args.seed)  # fmt: skip
             if lineage:
                 state["source"] = lineage
