@@ -280,11 +280,10 @@ def train(args):
     step, wall, history, init = 0, 0.0, [], None
     if args.init and not (args.resume and os.path.exists(path)):
         # Warm start: every tensor whose name and shape match; the rest keeps its fresh initialisation.
-        source = load_checkpoint(args.init)["model"]
-        own = model.state_dict()
-        taken = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}
-        model.load_state_dict({**own, **taken})
         src = load_checkpoint(args.init)
+        own = model.state_dict()
+        taken = {k: v for k, v in src["model"].items() if k in own and own[k].shape == v.shape}
+        model.load_state_dict({**own, **taken})
         init = dict(file=os.path.basename(args.init), steps=src["step"], wall_s=round(src["wall"], 1),
                     params=src["params"], tensors=f"{len(taken)}/{len(own)}", vae_round_trips=src.get("vae_history", []))  # fmt: skip
         print(f"initialised {len(taken)}/{len(own)} tensors from {args.init}")

@@ -236,10 +236,12 @@ def main():
                        "vae_encoder": vae_params["encoder"], "vae_decoder": vae_params["decoder"]},
         "stages": {
             "vae": {"steps": vae_ckpt["step"], "wall_s": round(vae_ckpt["wall"], 1),
-                    "device": vae_ckpt.get("device", "cpu"), "val_psnr_db": round(vae_ckpt["val_psnr"], 3), "scaling_factor": scale}
+                    "device": vae_ckpt.get("device", "cpu"), "val_psnr_db": round(vae_ckpt["val_psnr"], 3),
+                    "scaling_factor": scale}
                    | ({"decoder_fine_tuned_from": vae_ckpt["source"]} if "source" in vae_ckpt else {}),
             "ldm": {"steps": ldm_ckpt["step"], "wall_s": round(ldm_ckpt["wall"], 1),
-                    "device": ldm_ckpt.get("device", "cpu"), "val_loss": round(ldm_ckpt["val_loss"], 5), "batch": cfg["batch"], "cond_drop": cfg["cond_drop"]},
+                    "device": ldm_ckpt.get("device", "cpu"), "val_loss": round(ldm_ckpt["val_loss"], 5),
+                    "batch": cfg["batch"], "cond_drop": cfg["cond_drop"]},
         },
         "recommended": {"scheduler": "ddim", "steps": 20, "guidance_scale": args.guidance or cfg["guidance"]},
         "eval": json.load(open(args.eval)) if args.eval else {},
