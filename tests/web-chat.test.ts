@@ -90,23 +90,41 @@ describe.skipIf(!found)("web chat in headless Chromium", () => {
     if (profile) removeDir(profile);
   });
 
-  /** Every text the progress line shows and every value of the bar, as the page draws them. */
+  /**
+   * Every text the progress line shows and every value of the bar, as the page draws them: the mutation
+   * records are replayed one by one rather than the DOM read when the observer runs, because several
+   * progress events can land in one task and each must still be seen as "<node label> | <value>/<max>".
+   */
   const recordProgress = () =>
     page.evaluate(() => {
       const seen: string[] = [];
       (window as unknown as { progress: string[] }).progress = seen;
-      new MutationObserver(() => {
-        const turn = [...document.querySelectorAll(".turn.assistant")].at(-1);
-        if (!turn) return;
-        const node = turn.querySelector(".node")!.textContent!;
-        const bar = turn.querySelector("progress")!;
-        const entry = `${node} | ${bar.hasAttribute("value") ? `${bar.value}/${bar.max}` : "-"}`;
-        if (seen.at(-1) !== entry) seen.push(entry);
+      const state = { label: "", value: null as string | null, max: null as string | null };
+      new MutationObserver((records) => {
+        records.forEach((record, i) => {
+          const target = record.target as Element;
+          const turn = [...record.addedNodes].find((n) => n instanceof Element && n.matches(".turn.assistant"));
+          if (turn) {
+            const bar = (turn as Element).querySelector("progress")!;
+            Object.assign(state, { value: bar.getAttribute("value"), max: bar.getAttribute("max") });
+            state.label = (turn as Element).querySelector(".node")!.textContent!;
+          } else if (record.type === "childList" && target.matches(".turn.assistant .node")) {
+            state.label = [...record.addedNodes].map((n) => n.textContent).join("");
+          } else if (record.type === "attributes" && target.matches(".turn.assistant progress")) {
+            const name = record.attributeName as "value" | "max";
+            if (name !== "value" && name !== "max") return;
+            // The value this mutation set is the old value of the next mutation of the same attribute.
+            const next = records.slice(i + 1).find((r) => r.target === target && r.attributeName === name);
+            state[name] = next ? next.oldValue : target.getAttribute(name);
+          } else return;
+          const entry = `${state.label} | ${state.value === null ? "-" : `${state.value}/${state.max ?? 1}`}`;
+          if (seen.at(-1) !== entry) seen.push(entry);
+        });
       }).observe(document.getElementById("conversation")!, {
         subtree: true,
         childList: true,
-        characterData: true,
         attributes: true,
+        attributeOldValue: true,
       });
     });
   const progress = () => page.evaluate(() => (window as unknown as { progress: string[] }).progress);
