@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parsePlan, printPlan } from "../evals/language/plan.ts";
 import { createImage } from "../pipelines/image.ts";
-import type { AgentEngine } from "../src/agent/engine.ts";
+import { type AgentEngine, routeFor } from "../src/agent/engine.ts";
 import { AtelierError } from "../src/errors.ts";
 import { GenerationFailedError } from "../src/service/engine.ts";
 import { eventPath, loadFixtureAgent, recorder, SwitchDescriber } from "./agent-harness.ts";
@@ -61,7 +61,9 @@ describe("the critique loop", () => {
       expect(round.plan).toMatch(/^<IMG_BEGIN> .* <IMG_END>$/);
       expect(round.seeds).toEqual([11 + k]);
       expect(round.mode).toBe("txt2img");
-      expect(round.conditioning).toBe("projection");
+      // A plan given directly has no request in words: the projection and the plan's caption take turns.
+      expect(round.conditioning).toBe(k % 2 === 0 ? "projection" : "text_encoder");
+      expect(round.encoded).toBe(k % 2 === 0 ? undefined : round.caption);
       expect(round.settings).toMatchObject({ steps: 2, sampler: "ddim" });
       expect(round.images).toHaveLength(1);
       expect(round.images[0]).toMatchObject({ width: 64, height: 64 });
@@ -109,6 +111,38 @@ describe("the critique loop", () => {
       "critique:1",
     ]);
     expect(result.trace[0]!.timings.plan).toBeGreaterThan(0);
+  });
+
+  it("takes the projection, then the text encoder on the request's words, then on the plan's caption", async () => {
+    const { context } = recorder();
+    describer.reset();
+    describer.script = [NO_CIRCLE, GREEN_STAR, PINK_CIRCLE];
+    const { trace } = await engine.generate({ prompt: "a red star", seed: 5, steps: 2, rounds: 3 }, context);
+    expect(trace.map((r) => r.conditioning)).toEqual(["projection", "text_encoder", "text_encoder"]);
+    expect(trace.map((r) => r.encoded)).toEqual([undefined, "a red star", trace[2]!.caption]);
+    expect(trace[2]!.caption).toMatch(/star/);
+    // The routes condition differently: the same seed would still give three different images.
+    const [a, b, c] = trace.map((r) => r.images[0]!.data);
+    expect(Buffer.compare(Buffer.from(a!), Buffer.from(b!))).not.toBe(0);
+    expect(Buffer.compare(Buffer.from(b!), Buffer.from(c!))).not.toBe(0);
+  });
+
+  it("routes: projection first; an edit keeps it; without projection layers every round takes the caption", () => {
+    const routes = (options: Parameters<typeof routeFor>[1]) => [1, 2, 3, 4].map((r) => routeFor(r, options));
+    expect(routes({ projection: true, request: true, edit: false })).toEqual([
+      "projection",
+      "request",
+      "caption",
+      "projection",
+    ]);
+    expect(routes({ projection: true, request: false, edit: false })).toEqual([
+      "projection",
+      "caption",
+      "projection",
+      "caption",
+    ]);
+    expect(routes({ projection: true, request: true, edit: true })).toEqual(Array(4).fill("projection"));
+    expect(routes({ projection: false, request: true, edit: false })).toEqual(Array(4).fill("caption"));
   });
 
   it("a generation id used before starts a fresh loop", async () => {

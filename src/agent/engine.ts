@@ -10,6 +10,15 @@
  *   noise of an earlier one;
  * - guidance: kept, except after a critique that finds objects missing (a missing group, or fewer of a
  *   kind than planned), which raises it by GUIDANCE_STEP, at most GUIDANCE_MAX_RAISE above the request's;
+ * - conditioning: round 1 takes the plan through the projection layers; later rounds (reached only after a
+ *   disagreement) take turns with the text encoder — on the user's own words (a generation from a prompt),
+ *   then on the plan's caption — because the routes fail on different prompts (the text encoder binds two
+ *   colours from a short request better, the projection counts and places better) and a new seed alone
+ *   rarely turns such a systematic failure into a pass. An edit keeps the projection in every round (its
+ *   strategies keep what the edit did not change through the same seed and conditioning; measured on the
+ *   edit prompts, 2 images each, seed 7: edit 0.341 and preservation 64.5 % this way, 0.303 and 64.1 % with
+ *   the routes taking turns, 0.326 and 61.8 % before the routes). Without projection layers every round
+ *   takes the caption;
  * - a revision that departs from the target plan is not rendered (it could only lose agreement): the
  *   round renders the target again with the new seed and guidance;
  * - every round is critiqued against round 1's plan, so agreements compare on one scale; a revised plan
@@ -86,6 +95,20 @@ export function checkRounds(rounds: number | undefined): number {
   if (!Number.isInteger(rounds) || rounds < 1 || rounds > MAX_ROUNDS)
     throw invalid("rounds", `must be an integer in [1, ${MAX_ROUNDS}], got ${rounds}`);
   return rounds;
+}
+
+/** How a round conditions the denoiser: the plan through the projection, or the text encoder on a text. */
+export type Route = "projection" | "request" | "caption";
+
+/** Round `round`'s route (the rules in this file's header). */
+export function routeFor(
+  round: number,
+  options: { projection: boolean; request: boolean; edit: boolean },
+): Route {
+  if (!options.projection) return "caption";
+  if (options.edit) return "projection";
+  const routes: Route[] = options.request ? ["projection", "request", "caption"] : ["projection", "caption"];
+  return routes[(round - 1) % routes.length]!;
 }
 
 /** Whether a critique finds objects missing (what a higher guidance scale helps with). */
@@ -576,10 +599,24 @@ export class AgentEngine implements Engine {
       const previous = (await conditionPlan(this.models, lock.previous, undefined)).projected!;
       controls = { previous, layoutLock: lock.kind === "layout", styleLock: lock.kind === "style" };
     }
-    job.conditioned = await conditionPlan(this.models, planned, job.settings.negative, controls);
+    const request = "conversation" in job.request && !job.edit ? job.request.conversation[0]!.content : null;
+    const route = routeFor(state.round, {
+      projection: this.projection !== null,
+      request: request !== null,
+      edit: job.edit !== null,
+    });
+    const encoded = route === "request" ? request! : route === "caption" ? state.caption : undefined;
+    job.conditioned =
+      encoded === undefined
+        ? await conditionPlan(this.models, planned, job.settings.negative, controls)
+        : await conditionPlan(
+            { ...this.models, projection: null },
+            { ...planned, caption: encoded },
+            job.settings.negative,
+          );
     const via = job.conditioned.via;
     job.context.onEvent({ type: "conditioning", round: state.round, via, ...(lock && { lock: lock.kind }) });
-    return { pending: { ...state.pending, conditioning: via } };
+    return { pending: { ...state.pending, conditioning: via, ...(encoded !== undefined && { encoded }) } };
   }
 
   private async sampleNode(state: LoopStateType, job: Job): Promise<LoopUpdate> {

@@ -59,6 +59,8 @@ export interface TraceRound {
   caption?: string;
   /** How the plan became conditioning. */
   conditioning?: "projection" | "text_encoder";
+  /** What the text encoder read, where a critique round took that route: the plan's caption or the request. */
+  encoded?: string;
   /** txt2img, img2img or inpaint. */
   mode: "txt2img" | "img2img" | "inpaint";
   seeds: number[];
