@@ -52,6 +52,8 @@ export interface PlanHiddenStates {
   /** S: tokens of the plan span. */
   length: number;
   hiddenSize: number;
+  /** The plan span's tokens as text, one per row (what a projection with object slots reads). */
+  tokens: string[];
 }
 
 /** Validates one user text the way the HTTP API and CLI report it: a 400 naming the field. */
@@ -169,7 +171,8 @@ export class Planner {
       const data = tensor.data as Float32Array;
       return data.slice(start * hiddenSize, (start + length) * hiddenSize);
     });
-    return { layers: wanted, states, length, hiddenSize };
+    const tokens = ids.slice(start).map((id) => this.llm.tokenizer.decode([id]));
+    return { layers: wanted, states, length, hiddenSize, tokens };
   }
 
   private serialize<T>(work: () => Promise<T>): Promise<T> {

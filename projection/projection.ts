@@ -4,7 +4,8 @@
  * learned null conditioning that classifier-free guidance runs against.
  *
  * A projection folder (training/projection.py export) holds `model.onnx` (input `hidden_states`
- * [k, S, d_llm]: the manifest's planner layers stacked; outputs `encoder_hidden_states` [1, M, d_cond],
+ * [k, S, d_llm]: the manifest's planner layers stacked, and where the manifest has `slots`, `slot_ids` [S]:
+ * the object each plan token describes, projection/slots.ts; outputs `encoder_hidden_states` [1, M, d_cond],
  * `text_embeds` [1, d_cond], `null_encoder_hidden_states`, `null_text_embeds`) and `projection.json`, which
  * names the planner and the denoiser it was trained for by the sha256 of their graphs. Loading refuses any
  * other planner or denoiser: the projection's output space only means something to the pair it was trained
@@ -19,6 +20,7 @@ import { z } from "zod";
 import type { Conditioning } from "../pipelines/model-folder.ts";
 import type { ChatMessage, PlanHiddenStates } from "../planner/planner.ts";
 import { AtelierError, invalid } from "../src/errors.ts";
+import { planSlots } from "./slots.ts";
 
 const ModelRefSchema = z.object({
   name: z.string().optional(),
@@ -33,6 +35,8 @@ const ManifestSchema = z.object({
   M: z.number().int().positive(),
   k: z.number().int().positive(),
   layers: z.array(z.number().int().nonnegative()).min(1),
+  /** Object slot embeddings (projection/slots.ts); absent or 0: the graph takes hidden_states alone. */
+  slots: z.number().int().nonnegative().optional(),
   mix_weights: z.array(z.number()).optional(),
   planner: ModelRefSchema.extend({ hidden_size: z.number().int().positive() }),
   denoiser: ModelRefSchema.extend({ cross_attention_dim: z.number().int().positive() }),
@@ -281,10 +285,12 @@ export class Projection {
       "null_text_embeds",
     ];
     const absent = outputs.filter((name) => !session.outputNames.includes(name));
-    if (!session.inputNames.includes("hidden_states") || absent.length > 0) {
+    const inputs = manifest.slots ? ["hidden_states", "slot_ids"] : ["hidden_states"];
+    const unmet = [...absent, ...inputs.filter((name) => !session.inputNames.includes(name))];
+    if (unmet.length > 0) {
       await session.release();
       throw projectionError(
-        `${dir}/model.onnx must take hidden_states and return ${outputs.join(", ")} (missing: ${absent.join(", ") || "hidden_states"})`,
+        `${dir}/model.onnx must take ${inputs.join(" and ")} and return ${outputs.join(", ")} (missing: ${unmet.join(", ")})`,
         "model_invalid",
       );
     }
@@ -295,6 +301,7 @@ export class Projection {
         1,
         manifest.d_llm,
       ]),
+      ...(manifest.slots ? { slot_ids: new ort.Tensor("int64", new BigInt64Array(1), [1]) } : {}),
     });
     const uncond = {
       tokens: (probe.null_encoder_hidden_states!.data as Float32Array).slice(),
@@ -397,6 +404,12 @@ export class Projection {
         );
       }
     });
+    if (this.manifest.slots && hidden.tokens?.length !== hidden.length) {
+      throw invalid(
+        "hiddenStates.tokens",
+        `must hold the plan span's ${hidden.length} tokens as text (this projection reads their object slots)`,
+      );
+    }
     if (hidden.states.length !== layers.length) {
       throw invalid(
         "hiddenStates.states",
@@ -414,10 +427,14 @@ export class Projection {
     });
     if (this.disposed) throw projectionError("the projection has been disposed", "disposed");
     this.stats.runs++;
-    const out = await this.session.run(
-      { hidden_states: new ort.Tensor("float32", input, [k, hidden.length, d_llm]) },
-      ["encoder_hidden_states", "text_embeds"],
-    );
+    const feeds: Record<string, ort.Tensor> = {
+      hidden_states: new ort.Tensor("float32", input, [k, hidden.length, d_llm]),
+    };
+    if (this.manifest.slots) {
+      const slots = planSlots(hidden.tokens, this.manifest.slots).map(BigInt);
+      feeds.slot_ids = new ort.Tensor("int64", BigInt64Array.from(slots), [hidden.length]);
+    }
+    const out = await this.session.run(feeds, ["encoder_hidden_states", "text_embeds"]);
     const cond: Conditioning = {
       tokens: (out.encoder_hidden_states!.data as Float32Array).slice(),
       tokenShape: [M, d_cond],

@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type DiffusionModel, loadDiffusionModel } from "../pipelines/model-folder.ts";
 import { type ChatMessage, Planner } from "../planner/planner.ts";
 import { applyEditControls, loadProjection, type Projection } from "../projection/projection.ts";
+import { planSlots } from "../projection/slots.ts";
 import { AtelierError } from "../src/errors.ts";
 
 const DIR = "tests/fixtures/tiny-projection";
@@ -170,5 +171,27 @@ describe("projection runtime (tiny fixtures)", () => {
     const eps = await denoiser.run(sample, 500);
     expect(eps.length).toBe(2 * size);
     expect(eps.every(Number.isFinite)).toBe(true);
+  });
+});
+
+describe("object slots of plan tokens (projection/slots.ts ≡ training/projection.py plan_slots)", () => {
+  const plan =
+    "<IMG_BEGIN> <STYLE> outline <LAYOUT> 1 anywhere ; 2 anywhere ; 3 above 1 <OBJECT> 1 one medium cross ; " +
+    "2 one medium triangle ; 3 two small squares <COLOR> 1 yellow ; 2 red ; 3 blue ; background gray " +
+    "<LIGHTING> dim <IMG_END>";
+  it("gives every token of object K's entries slot K and the rest 0", () => {
+    // As plan_slots prints them for this plan.
+    expect(planSlots(plan.split(" "), 9)).toEqual([
+      0, 0, 0, 0, 1, 1, 0, 2, 2, 0, 3, 3, 3, 0, 1, 1, 1, 1, 0, 2, 2, 2, 2, 0, 3, 3, 3, 3, 0, 1, 1, 0, 2, 2, 0,
+      3, 3, 0, 0, 0, 0, 0, 0,
+    ]);
+  });
+  it("clamps objects beyond the table to its last slot, and reads tokens with spacing", () => {
+    const slots = planSlots(
+      plan.split(" ").map((t) => ` ${t}`),
+      3,
+    );
+    expect(Math.max(...slots)).toBe(2);
+    expect(slots.slice(10, 13)).toEqual([2, 2, 2]);
   });
 });

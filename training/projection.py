@@ -2,8 +2,17 @@
 (primer: "Projection Layers", "Multi-Stream Conditioning", "Training Strategies", Strategy A).
 
     H = Σ_l softmax(w)_l H^(l)               learned mix of the top-k planner layers (or one chosen layer)
-    E = MLP(LayerNorm(H))                    two-layer GELU MLP, d_llm → d_cond, per plan token
-    C = D + Attn(D, E, E);  C = C + FF(C)    M learned queries D cross-attend to the plan → C_tokens [M×d_cond]
+    E = MLP(LayerNorm(H)) + S[slot]          two-layer GELU MLP, d_llm → d_cond, per plan token, plus a learned
+                                             embedding of the object the token describes (plan_slots: 1..K
+                                             for the tokens of object K's layout, object and colour entries,
+                                             0 for the rest), so that a query can gather one object whole
+    E = E + SelfAttn(E);  E = E + FF(E)      `plan_blocks` transformer blocks over the plan span: a colour
+                                             token meets the object whose index it names before the bottleneck
+    C = D + Attn(D, E, E);  C = C + FF(C)    M learned queries D cross-attend to the plan → C_tokens [M×d_cond];
+                                             with `object_queries` q, q queries per object slot 1..slots−1
+                                             see only that object's tokens (the rest see every token), so
+                                             each of those C tokens carries one object's shape, colour, size
+                                             and place together, as a bound word of the native encoder does
     c = W · Σ_i softmax(E_i·q) E_i           attention pooling → c_global [d_cond], the U-Net's `text_embeds`
     C_null [M×d_cond], c_null [d_cond]       learned null conditioning for classifier-free guidance
 
@@ -45,15 +54,17 @@ import torch.nn.functional as F
 
 from data import Shards, file_sha256, latent_cache
 from frozen import Denoiser, load_planner
-from ldm import Attention
+from ldm import Attention, TextBlock
 from planner import words
 from util import Budget, Log, load_checkpoint, lr_at, parser, rng_state, save_checkpoint, set_rng_state, setup
 
 CONFIGS = {
-    "default": dict(M=16, layers="mix", top_k=3, heads=4, mlp_mult=2, aux_weight=0.1, cond_drop=0.1, context_rate=0.25,
+    "default": dict(M=16, layers="mix", top_k=3, heads=4, mlp_mult=2, plan_blocks=1, slots=5, object_queries=3,
+                    aux_weight=0.1, cond_drop=0.1, context_rate=0.25,
                     snr_gamma=5.0, batch=64, steps=4000, lr=5e-4, warmup=200, weight_decay=0.01,
                     log_every=50, eval_every=500, n_val=256),
-    "tiny": dict(M=8, layers="mix", top_k=2, heads=2, mlp_mult=2, aux_weight=0.1, cond_drop=0.1, context_rate=0.25,
+    "tiny": dict(M=8, layers="mix", top_k=2, heads=2, mlp_mult=2, plan_blocks=1, slots=3, object_queries=2,
+                 aux_weight=0.1, cond_drop=0.1, context_rate=0.25,
                  snr_gamma=5.0, batch=8, steps=20, lr=1e-3, warmup=5, weight_decay=0.01,
                  log_every=5, eval_every=10, n_val=16),
 }  # fmt: skip
@@ -68,14 +79,46 @@ EXAMPLES = [
 ]  # fmt: skip
 
 
-class Projection(nn.Module):
-    """H_plan [B,k,S,d_llm] (+ padding mask [B,S]) → C_tokens [B,M,d_cond], c_global [B,d_cond]."""
+ENTRY_SECTIONS = ("<LAYOUT>", "<OBJECT>", "<COLOR>")
 
-    def __init__(self, d_llm, d_cond, k, M, heads, mlp_mult, **_):
+
+def plan_slots(plan, slots):
+    """Per plan token (planner.words), the object its entry describes: K for every token of the entries
+    "K …" under <LAYOUT>, <OBJECT> and <COLOR> (clamped to slots − 1), 0 for section tags, separators and
+    the scene-wide entries (style, background, lighting). projection/slots.ts computes the same."""
+    out, section, slot, entry_start = [], False, 0, False
+    for w in words(plan):
+        if w.startswith("<"):
+            section, slot, entry_start = w in ENTRY_SECTIONS, 0, w in ENTRY_SECTIONS
+            out.append(0)
+        elif section and w == ";":
+            slot, entry_start = 0, True
+            out.append(0)
+        else:
+            if entry_start:
+                slot = min(int(w), slots - 1) if section and w.isdigit() else 0
+                entry_start = False
+            out.append(slot)
+    return out
+
+
+class Projection(nn.Module):
+    """H_plan [B,k,S,d_llm] (+ slot ids [B,S], padding mask [B,S]) → C_tokens [B,M,d_cond], c_global [B,d_cond]."""
+
+    def __init__(self, d_llm, d_cond, k, M, heads, mlp_mult, plan_blocks=0, slots=0, object_queries=0, **_):
         super().__init__()
+        n_global = M - (slots - 1) * object_queries
+        if object_queries and (slots < 2 or n_global < 1):
+            raise SystemExit(f"M = {M} leaves no query for the whole plan after {object_queries} per object slot")
+        # Which slot each query reads: 0 (every token) for the first n_global, then object_queries per object.
+        owner = [0] * n_global + [s for s in range(1, slots) for _ in range(object_queries)] if object_queries else []
+        self.register_buffer("query_slots", torch.tensor(owner, dtype=torch.long), persistent=False)
+        self.object_queries = object_queries
         self.mix = nn.Parameter(torch.zeros(k))
         self.norm = nn.LayerNorm(d_llm)
         self.mlp = nn.Sequential(nn.Linear(d_llm, mlp_mult * d_cond), nn.GELU(), nn.Linear(mlp_mult * d_cond, d_cond))
+        self.slot_embedding = nn.Embedding(slots, d_cond) if slots else None
+        self.plan_blocks = nn.ModuleList(TextBlock(d_cond, heads) for _ in range(plan_blocks))
         self.queries = nn.Parameter(torch.randn(M, d_cond) * 0.02)
         self.ln_q, self.ln_kv, self.attn = nn.LayerNorm(d_cond), nn.LayerNorm(d_cond), Attention(d_cond, heads)
         self.ff = nn.Sequential(nn.LayerNorm(d_cond), nn.Linear(d_cond, 4 * d_cond), nn.GELU(),
@@ -91,16 +134,37 @@ class Projection(nn.Module):
                 nn.init.normal_(m.weight, std=0.02)
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
+        # The plan blocks start as the identity (zero residual branches) and the slot embeddings at zero, so
+        # that a warm start from a projection without them begins exactly where that projection was.
+        if self.slot_embedding is not None:
+            nn.init.zeros_(self.slot_embedding.weight)
+        for block in self.plan_blocks:
+            for out in (block.attn.out, block.ff.out):
+                nn.init.zeros_(out.weight)
+                nn.init.zeros_(out.bias)
 
     def mix_weights(self):
         return self.mix.softmax(0)
 
-    def forward(self, hidden, mask=None):
+    def forward(self, hidden, slots=None, mask=None):
         h = (self.mix_weights()[None, :, None, None] * hidden).sum(1)
         e = self.mlp(self.norm(h))
+        if self.slot_embedding is not None:
+            e = e + self.slot_embedding(slots)
         bias = None if mask is None else ((~mask).float() * -1e4)[:, None, None, :]
+        for block in self.plan_blocks:
+            e = block(e, bias)
         q = self.queries.expand(e.shape[0], -1, -1)
-        tokens = q + self.attn(self.ln_q(q), self.ln_kv(e), bias)
+        if self.object_queries:
+            owner = self.query_slots[None, :, None]
+            seen = (slots[:, None, :] == owner) | (owner == 0)
+            if mask is not None:
+                seen = seen & mask[:, None, :]
+            # A slot without tokens (fewer objects than slots) leaves its queries as they are.
+            present = seen.any(-1, keepdim=True).float()
+            tokens = q + present * self.attn(self.ln_q(q), self.ln_kv(e), ((~seen).float() * -1e4)[:, None])
+        else:
+            tokens = q + self.attn(self.ln_q(q), self.ln_kv(e), bias)
         tokens = tokens + self.ff(tokens)
         score = (e @ self.pool_query) * e.shape[-1] ** -0.5
         if mask is not None:
@@ -211,6 +275,12 @@ class Split:
         self.hidden = np.load(os.path.join(folder, "hidden.npy"), mmap_mode="r")
         self.offsets = np.load(os.path.join(folder, "offsets.npy"))
 
+    def load_slots(self, slots):
+        """Slot ids of every plan token, ragged by the plan offsets (cheap: computed, not cached)."""
+        self.slots = np.concatenate([plan_slots(r["plan"], slots) for r in self.records]).astype(np.int64)
+        if len(self.slots) != self.offsets[-1]:
+            raise SystemExit(f"{self.root}: slot ids ({len(self.slots)}) and plan tokens ({self.offsets[-1]}) differ")
+
     def load_targets(self, den, device):
         path = self._cache("aux", file_sha256(os.path.join(den.folder, "text_encoder", "model.onnx"))) + ".npy"
         if not os.path.exists(path):
@@ -222,13 +292,15 @@ class Split:
         self.latents = latent_cache(self.shards, den.vae_encoder, vae_file, self.out, device)[: self.n]
 
     def batch(self, idx, layers, device):
-        """Hidden states [B,k,S,d] (zero-padded) and mask [B,S] of the chosen layers."""
+        """Hidden states [B,k,S,d] of the chosen layers and slot ids [B,S] (zero-padded), and mask [B,S]."""
         lengths = self.offsets[idx + 1] - self.offsets[idx]
         h = np.zeros((len(idx), len(layers), lengths.max(), self.hidden.shape[2]), np.float32)
+        slots = np.zeros((len(idx), lengths.max()), np.int64)
         for r, j in enumerate(idx):
             h[r, :, : lengths[r]] = self.hidden[self.offsets[j] : self.offsets[j + 1]][:, layers].transpose(1, 0, 2)
+            slots[r, : lengths[r]] = self.slots[self.offsets[j] : self.offsets[j + 1]]
         mask = torch.arange(lengths.max())[None] < torch.from_numpy(lengths)[:, None]
-        return torch.from_numpy(h).to(device), mask.to(device)
+        return torch.from_numpy(h).to(device), torch.from_numpy(slots).to(device), mask.to(device)
 
     def sample_latents(self, idx, gen, scale, device):
         mean, logvar = torch.from_numpy(np.asarray(self.latents[idx])).chunk(2, dim=1)
@@ -273,7 +345,7 @@ def frozen_models(args, device):
 
 def train(args):
     config = dict(CONFIGS[args.config])
-    for key in ("layers", "top_k", "M", "aux_weight", "lr"):
+    for key in ("layers", "top_k", "M", "plan_blocks", "slots", "object_queries", "aux_weight", "lr"):
         if getattr(args, key) is not None:
             config[key] = getattr(args, key)
     device = setup(args, config)
@@ -294,14 +366,29 @@ def train(args):
     train_split, val_split = Split(args.data, args.n, args.out), Split(args.val, config["n_val"], args.out)
     for split, rate in ((train_split, config["context_rate"]), (val_split, 0.0)):
         split.load_plans(planner, vocab, models["planner"]["sha256"], device, rate)
+        split.load_slots(config.get("slots", 0) or 1)
         split.load_targets(den, device)
     del planner
 
     model = Projection(**config).to(device)
     if args.init and not resume:
-        # Warm start for a denoiser that trained on: same architecture, new optimiser and schedule.
-        model.load_state_dict(load_checkpoint(args.init)["model"])
-        print(f"initialised from {args.init}")
+        # Warm start: new optimiser and schedule; plan blocks the checkpoint lacks start as the identity, and
+        # M = k·M0 queries start as k copies of its M0, nearly function-preserving (the U-Net's softmax over
+        # copies of a token attends to it as over the token once); a little noise breaks the copies' symmetry,
+        # without which they would get equal gradients and stay copies.
+        weights = load_checkpoint(args.init)["model"]
+        for key in ("queries", "null_tokens"):
+            m0 = weights[key].shape[0]
+            if config["M"] != m0 and config["M"] % m0 == 0:
+                weights[key] = weights[key].repeat(config["M"] // m0, 1)
+                if key == "queries":
+                    noise = torch.randn(weights[key].shape, generator=torch.Generator().manual_seed(args.seed))
+                    weights[key] += 0.02 * weights[key].std() * noise
+                print(f"{key}: {m0} → {config['M']} (copies)")
+        missing, unexpected = model.load_state_dict(weights, strict=False)
+        if unexpected or any(not k.startswith(("plan_blocks.", "slot_embedding.")) for k in missing):
+            raise SystemExit(f"{args.init} is another architecture (missing {missing}, unexpected {unexpected})")
+        print(f"initialised from {args.init}" + (f" (new: {', '.join(missing)})" if missing else ""))
     elif not resume:
         # The null starts where the denoiser's own unconditional input is (its first M null tokens).
         null_tokens, null_pooled = den.null()
@@ -352,8 +439,8 @@ def train(args):
         out = {"val_loss": [], "val_null": [], "val_native": []}
         for i in range(0, len(val_idx), 64):
             sl = slice(i, i + 64)
-            h, mask = val_split.batch(val_idx[sl], layers, device)
-            tokens, pooled = model(h, mask)
+            h, slots, mask = val_split.batch(val_idx[sl], layers, device)
+            tokens, pooled = model(h, slots, mask)
             b = len(tokens)
             ids = torch.from_numpy(den.tokenizer.encode(val_captions[sl])).to(device)
             native = den.text(ids)
@@ -376,14 +463,14 @@ def train(args):
     while step < config["steps"]:
         budget.check(step, config)
         idx = np.sort(gen.integers(0, train_split.n, config["batch"]))
-        h, mask = train_split.batch(idx, layers, device)
+        h, slots, mask = train_split.batch(idx, layers, device)
         z = train_split.sample_latents(idx, g_noise, scale, device)
         t = torch.randint(0, len(ac), (len(idx),), generator=g_noise).to(device)
         noise = torch.randn(z.shape, generator=g_noise).to(device)
         drop = torch.from_numpy(gen.random(len(idx)) < config["cond_drop"]).to(device)
         for group in opt.param_groups:
             group["lr"] = lr_at(step, config)
-        tokens, pooled = model(h, mask)
+        tokens, pooled = model(h, slots, mask)
         loss = eps_loss(z, torch.where(drop[:, None, None], model.null_tokens, tokens),
                         torch.where(drop[:, None], model.null_pooled, pooled), t, noise).mean()  # fmt: skip
         aux = torch.zeros(())
@@ -414,14 +501,15 @@ def train(args):
 
 
 class ProjectionGraph(nn.Module):
-    """hidden_states [k,S,d_llm] → encoder_hidden_states [1,M,d], text_embeds [1,d] and the null pair."""
+    """hidden_states [k,S,d_llm] (+ slot_ids [S]) → encoder_hidden_states [1,M,d], text_embeds [1,d] and the
+    null pair."""
 
     def __init__(self, model):
         super().__init__()
         self.model = model
 
-    def forward(self, hidden_states):
-        tokens, pooled = self.model(hidden_states[None])
+    def forward(self, hidden_states, slot_ids=None):
+        tokens, pooled = self.model(hidden_states[None], None if slot_ids is None else slot_ids[None])
         return tokens, pooled, self.model.null_tokens[None], self.model.null_pooled[None]
 
 
@@ -449,11 +537,15 @@ def export(args):
     graph = ProjectionGraph(model)
     k, d_llm = config["k"], config["d_llm"]
     onnx_path = os.path.join(dest, "model.onnx")
-    torch.onnx.export(graph, (torch.randn(k, 5, d_llm),), onnx_path, input_names=["hidden_states"],
+    slots = config.get("slots", 0)
+    inputs = (torch.randn(k, 5, d_llm),) + ((torch.tensor([0, 1, 1, 0, 2]),) if slots else ())
+    input_names = ["hidden_states"] + (["slot_ids"] if slots else [])
+    axes = {"hidden_states": {1: "plan_length"}} | ({"slot_ids": {0: "plan_length"}} if slots else {})
+    torch.onnx.export(graph, inputs, onnx_path, input_names=input_names,
                       output_names=["encoder_hidden_states", "text_embeds", "null_encoder_hidden_states",
                                     "null_text_embeds"],
-                      dynamic_axes={"hidden_states": {1: "plan_length"}}, opset_version=OPSET,
-                      do_constant_folding=False)  # fmt: skip
+                      dynamic_axes=axes,
+                      opset_version=OPSET, do_constant_folding=False)  # fmt: skip
     onnx.checker.check_model(onnx.load(onnx_path), full_check=True)
 
     # Reference outputs from the planner's hidden states as computed here: the TypeScript runtime must get
@@ -465,7 +557,7 @@ def export(args):
         states = plan_states(planner, vocab, [example["messages"]], [example["plan"]], "cpu")[0]
         hidden = torch.from_numpy(states[:, config["layers_used"]].transpose(1, 0, 2).copy())
         with torch.no_grad():
-            outputs = graph(hidden)
+            outputs = graph(hidden, torch.tensor(plan_slots(example["plan"], slots)) if slots else None)
         cases.append(dict(messages=[dict(role=r, content=c) for r, c in example["messages"]], plan=example["plan"],
                           outputs={n: summary(o) for n, o in zip(names, outputs)}))  # fmt: skip
     with open(os.path.join(dest, "reference.json"), "w") as f:
@@ -475,9 +567,11 @@ def export(args):
         "format": "atelier-projection-v1",
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "d_llm": d_llm, "d_cond": config["d_cond"], "M": config["M"], "k": k,
+        "plan_blocks": config.get("plan_blocks", 0), "slots": slots,
+        "object_queries": config.get("object_queries", 0),
         "layers": config["layers_used"], "layer_choice": config["layers"],
         "mix_weights": [round(x, 6) for x in model.mix_weights().tolist()],
-        "inputs": {"hidden_states": ["k", "plan_length", "d_llm"]},
+        "inputs": {"hidden_states": ["k", "plan_length", "d_llm"]} | ({"slot_ids": ["plan_length"]} if slots else {}),
         "outputs": {"encoder_hidden_states": [1, "M", "d_cond"], "text_embeds": [1, "d_cond"],
                     "null_encoder_hidden_states": [1, "M", "d_cond"], "null_text_embeds": [1, "d_cond"]},
         "planner": {k_: models["planner"][k_] for k_ in ("file", "sha256", "hidden_size", "num_hidden_layers")}
@@ -509,6 +603,9 @@ def main():
     p.add_argument("--layers", help="last | mix (top-k) | comma list of planner layers (0 = embeddings)")
     p.add_argument("--top-k", dest="top_k", type=int)
     p.add_argument("--M", type=int, help="number of conditioning tokens (learned queries)")
+    p.add_argument("--plan-blocks", dest="plan_blocks", type=int, help="transformer blocks over the plan span")
+    p.add_argument("--slots", type=int, help="object slot embeddings (0: none; ids above slots-1 share the last)")
+    p.add_argument("--object-queries", dest="object_queries", type=int, help="queries per object slot (0: none)")
     p.add_argument("--aux-weight", dest="aux_weight", type=float, help="λ of the native-encoder alignment")
     p.add_argument("--lr", type=float, help="peak learning rate (default: the config's)")
     p.add_argument("--init", metavar="CKPT", help="train: start from the weights of projection checkpoint CKPT")
