@@ -92,7 +92,7 @@ describe("stated edits", () => {
 describe("grounding", () => {
   it("allows only defaults and what the request states", () => {
     const r = groundingFor([
-      user("a big green star plus a circle; backdrop: grey, rendered in a watercolour look"),
+      user("a tiny green star plus a circle; backdrop: grey, rendered in a watercolour look"),
     ]);
     expect([...r.styles!].sort()).toEqual(["flat", "watercolor"]);
     expect([...r.backgrounds!].sort()).toEqual(["gray", "white"]);
@@ -104,14 +104,14 @@ describe("grounding", () => {
         placement: { kind: "free" },
         shapes: new Set(["star"]),
         counts: new Set([1]),
-        sizes: new Set(["large"]),
+        sizes: new Set(["small"]),
         colors: new Set(["green"]),
       },
       {
         placement: { kind: "free" },
         shapes: new Set(["circle"]),
         counts: new Set([1]),
-        sizes: new Set(["medium"]),
+        sizes: new Set(["large"]), // an unstated size is the request default
       },
     ]);
   });
@@ -144,7 +144,7 @@ describe("grounding", () => {
       { ...star, placement: { kind: "grid", position: "top" } },
       {
         counts: new Set([1]),
-        sizes: new Set(["medium"]),
+        sizes: new Set(["large"]),
         shapes: new Set(["circle"]),
         colors: new Set(["blue"]),
         placement: { kind: "free" },

@@ -20,9 +20,13 @@ import { article, numberWord, shapeWord } from "./words.ts";
 export const FAMILIES = ["train", "heldout"] as const;
 export type Family = (typeof FAMILIES)[number];
 
-/** What an unstated attribute means. Colour, shape and count are always stated. */
+/**
+ * What an unstated attribute means. Colour, shape and count are always stated. An unsized object is large:
+ * the embedded denoiser renders the finer shapes (star, cross, diamond) recognisably at that size, and the
+ * planner's grounded decoding fills these values in (README, "The shapes world").
+ */
 export const REQUEST_DEFAULTS = {
-  size: "medium",
+  size: "large",
   placement: { kind: "free" },
   background: "white",
   style: "flat",
