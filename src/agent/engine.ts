@@ -12,13 +12,13 @@
  *   kind than planned), which raises it by GUIDANCE_STEP, at most GUIDANCE_MAX_RAISE above the request's;
  * - conditioning: round 1 takes the plan through the projection layers; later rounds (reached only after a
  *   disagreement) take turns with the text encoder — on the user's own words (a generation from a prompt),
- *   then on the plan's caption — because the routes fail on different prompts (the text encoder binds two
- *   colours from a short request better, the projection counts and places better) and a new seed alone
- *   rarely turns such a systematic failure into a pass. An edit keeps the projection in every round (its
- *   strategies keep what the edit did not change through the same seed and conditioning; measured on the
- *   edit prompts, 2 images each, seed 7: edit 0.341 and preservation 64.5 % this way, 0.303 and 64.1 % with
- *   the routes taking turns, 0.326 and 61.8 % before the routes). Without projection layers every round
- *   takes the caption;
+ *   then on the plan's caption — because the routes fail on different prompts (on session 4's models one
+ *   image per prompt passed under plan 0.504 of the time, under plan or native 0.591, under any of the
+ *   three 0.636) and a new seed alone rarely turns such a systematic failure into a pass. An edit keeps the
+ *   projection in every round (its strategies keep what the edit did not change through the same seed and
+ *   conditioning; on session 4's models and edit prompts, 2 images each, seed 7: edit 0.341 and
+ *   preservation 64.5 % this way, 0.303 and 64.1 % with the routes taking turns, 0.326 and 61.8 % before
+ *   the routes). Without projection layers every round takes the caption;
  * - a revision that departs from the target plan is not rendered (it could only lose agreement): the
  *   round renders the target again with the new seed and guidance;
  * - every round is critiqued against round 1's plan, so agreements compare on one scale; a revised plan
