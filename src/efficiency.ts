@@ -268,7 +268,12 @@ export async function countImageFlops(
     const shape = [manifest.k, options.projection.planTokens, manifest.d_llm];
     const run = await countGraphFlops(join(options.projection.dir, "model.onnx"), (inputs) => {
       const input = requireInput(inputs, ["hidden_states"], "projection");
-      return { [input.name]: zeros(input.type, shape, input.name) };
+      const feeds = { [input.name]: zeros(input.type, shape, input.name) };
+      // A projection with object slots also reads which object each plan token describes (the op counts
+      // do not depend on the values).
+      const slots = inputs.find((i) => i.name === "slot_ids");
+      if (slots) feeds.slot_ids = zeros(slots.type, [options.projection!.planTokens], slots.name);
+      return feeds;
     });
     conditioning = { ...run.flops, component: "projection", shape };
     states = run.outputs.encoder_hidden_states!;
