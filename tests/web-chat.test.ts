@@ -103,7 +103,9 @@ describe.skipIf(!found)("web chat in headless Chromium", () => {
       new MutationObserver((records) => {
         records.forEach((record, i) => {
           const target = record.target as Element;
-          const turn = [...record.addedNodes].find((n) => n instanceof Element && n.matches(".turn.assistant"));
+          const turn = [...record.addedNodes].find(
+            (n) => n instanceof Element && n.matches(".turn.assistant"),
+          );
           if (turn) {
             const bar = (turn as Element).querySelector("progress")!;
             Object.assign(state, { value: bar.getAttribute("value"), max: bar.getAttribute("max") });
