@@ -117,10 +117,14 @@ describe("the critique loop", () => {
     const { context } = recorder();
     describer.reset();
     describer.script = [NO_CIRCLE, GREEN_STAR, PINK_CIRCLE];
-    const { trace } = await engine.generate({ prompt: "a red star", seed: 5, steps: 2, rounds: 3 }, context);
+    // The scripted readings (a star and a circle) never match the request, so all three rounds run.
+    const { trace } = await engine.generate(
+      { prompt: "a blue square", seed: 5, steps: 2, rounds: 3 },
+      context,
+    );
     expect(trace.map((r) => r.conditioning)).toEqual(["projection", "text_encoder", "text_encoder"]);
-    expect(trace.map((r) => r.encoded)).toEqual([undefined, "a red star", trace[2]!.caption]);
-    expect(trace[2]!.caption).toMatch(/star/);
+    expect(trace.map((r) => r.encoded)).toEqual([undefined, "a blue square", trace[2]!.caption]);
+    expect(trace[2]!.caption).toMatch(/square/);
     // The routes condition differently: the same seed would still give three different images.
     const [a, b, c] = trace.map((r) => r.images[0]!.data);
     expect(Buffer.compare(Buffer.from(a!), Buffer.from(b!))).not.toBe(0);
