@@ -6,7 +6,7 @@
  * the denoiser's own text encoder hands it a colour bound to its shape. training/projection.py
  * (`plan_slots`) computes the same for training.
  */
-const ENTRY_SECTIONS = new Set(["<LAYOUT>", "<OBJECT>", "<COLOR>"]);
+const ENTRY_SECTIONS = new Set(["<layout>", "<object>", "<color>"]);
 
 /** Slot ids of the plan span's tokens (one word each, as the embedded planner tokenizes plans). */
 export function planSlots(tokens: readonly string[], slots: number): number[] {
@@ -16,7 +16,7 @@ export function planSlots(tokens: readonly string[], slots: number): number[] {
   return tokens.map((token) => {
     const word = token.trim().toLowerCase();
     if (word.startsWith("<")) {
-      section = ENTRY_SECTIONS.has(word.toUpperCase());
+      section = ENTRY_SECTIONS.has(word);
       slot = 0;
       entryStart = section;
       return 0;

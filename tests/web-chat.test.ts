@@ -104,12 +104,13 @@ describe.skipIf(!found)("web chat in headless Chromium", () => {
         records.forEach((record, i) => {
           const target = record.target as Element;
           const turn = [...record.addedNodes].find(
-            (n) => n instanceof Element && n.matches(".turn.assistant"),
+            (n): n is Element => n instanceof Element && n.matches(".turn.assistant"),
           );
           if (turn) {
-            const bar = (turn as Element).querySelector("progress")!;
-            Object.assign(state, { value: bar.getAttribute("value"), max: bar.getAttribute("max") });
-            state.label = (turn as Element).querySelector(".node")!.textContent!;
+            const bar = turn.querySelector("progress")!;
+            state.label = turn.querySelector(".node")!.textContent!;
+            state.value = bar.getAttribute("value");
+            state.max = bar.getAttribute("max");
           } else if (record.type === "childList" && target.matches(".turn.assistant .node")) {
             state.label = [...record.addedNodes].map((n) => n.textContent).join("");
           } else if (record.type === "attributes" && target.matches(".turn.assistant progress")) {

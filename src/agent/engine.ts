@@ -57,6 +57,7 @@ import {
   type Conditioned,
   captionForScene,
   conditionPlan,
+  conditionText,
   DEFAULT_STRENGTH,
   type Models,
   type Planned,
@@ -609,11 +610,7 @@ export class AgentEngine implements Engine {
     job.conditioned =
       encoded === undefined
         ? await conditionPlan(this.models, planned, job.settings.negative, controls)
-        : await conditionPlan(
-            { ...this.models, projection: null },
-            { ...planned, caption: encoded },
-            job.settings.negative,
-          );
+        : await conditionText(this.model, encoded, job.settings.negative);
     const via = job.conditioned.via;
     job.context.onEvent({ type: "conditioning", round: state.round, via, ...(lock && { lock: lock.kind }) });
     return { pending: { ...state.pending, conditioning: via, ...(encoded !== undefined && { encoded }) } };

@@ -107,7 +107,16 @@ export async function conditionPlan(
     const uncond = negative ? (await model.encodeText([negative]))[0]! : projected.uncond;
     return { cond: projected.cond, uncond, via: "projection", projected };
   }
-  const [cond, uncond] = await model.encodeText([planned.caption, negative ?? ""]);
+  return conditionText(model, planned.caption, negative);
+}
+
+/** Conditioning of `text` through the model's text encoder, guided against `negative` or the empty prompt. */
+export async function conditionText(
+  model: DiffusionModel,
+  text: string,
+  negative: string | undefined,
+): Promise<Conditioned> {
+  const [cond, uncond] = await model.encodeText([text, negative ?? ""]);
   return { cond: cond!, uncond: uncond!, via: "text_encoder", projected: null };
 }
 
