@@ -8,7 +8,8 @@ import { parsePlan, printPlan } from "../evals/language/plan.ts";
 import { type Color, type ObjectGroup, POSITIONS, type Scene, type Shape } from "../evals/scene.ts";
 import type { RgbImage } from "../pipelines/image.ts";
 import { Planner } from "../planner/planner.ts";
-import { cellMask, chooseEditStrategy } from "../src/agent/edit-strategy.ts";
+import type { CellReading } from "../src/agent/describer.ts";
+import { cellMask, chooseEditStrategy, stayingObjects } from "../src/agent/edit-strategy.ts";
 import { AgentEngine } from "../src/agent/engine.ts";
 import type { GenerateResult, SessionState } from "../src/service/engine.ts";
 import { loadFixtureAgent, recorder } from "./agent-harness.ts";
@@ -135,6 +136,30 @@ describe("edit strategy", () => {
     ]);
     const recolored = scene([{ ...star, color: "pink" }, anchored.objects[1]!]);
     expect(chooseEditStrategy(anchored, recolored)).toMatchObject({ kind: "img2img" });
+  });
+
+  it("names the objects an edit leaves alone where the session image shows them", () => {
+    const home = POSITIONS.map((position) => {
+      const seen: Record<string, [Shape, Color]> = {
+        top_left: ["star", "red"],
+        bottom_right: ["circle", "blue"],
+        center: ["square", "green"],
+        left: ["square", "green"],
+      };
+      const [shape, color] = seen[position] ?? [null, "red"];
+      return { position, shape, color, size: "medium", confidence: 1 };
+    }) as CellReading[];
+    const recolored = scene([{ ...star, color: "blue" }, circle, squares]);
+    expect(stayingObjects(before, recolored, home)).toEqual([
+      { position: "bottom_right", shape: "circle", color: "blue" },
+      { position: "left", shape: "square", color: "green" },
+      { position: "center", shape: "square", color: "green" },
+    ]);
+    // Recounted squares are not left alone; a reading with more of a group than planned is not trusted.
+    expect(stayingObjects(before, scene([star, circle, { ...squares, count: 3 }]), home)).toHaveLength(2);
+    expect(stayingObjects(before, scene([star, circle, { ...squares, count: 1 }]), home)).toHaveLength(2);
+    const moreRead = home.map((r) => (r.position === "top" ? { ...r, shape: "star" as const } : r));
+    expect(stayingObjects(before, before, moreRead)).toHaveLength(3);
   });
 
   it("masks whole grid cells, thirds of each side at any image size", () => {

@@ -6,6 +6,7 @@
 import { parsePlan } from "../evals/language/plan.ts";
 import type { RgbImage } from "../pipelines/image.ts";
 import {
+  type CellReading,
   type DescribeOptions,
   type Describer,
   type Description,
@@ -18,8 +19,8 @@ import type { EngineEvent, RunContext } from "../src/service/engine.ts";
 
 export class SwitchDescriber implements Describer {
   readonly name = "switch";
-  /** Plans returned in order, one per call (then the real describer again). */
-  script: string[] = [];
+  /** Plans returned in order, one per call (then the real describer again); with cells, as a cell reader. */
+  script: (string | { plan: string; cells: CellReading[] })[] = [];
   /** 1-based call that throws (null: none). */
   failOnCall: number | null = null;
   calls = 0;
@@ -40,9 +41,10 @@ export class SwitchDescriber implements Describer {
     this.calls++;
     if (this.calls === this.failOnCall)
       throw new AtelierError("the describer crashed", { status: 500, code: "describer_failed" });
-    const plan = this.script.shift();
-    if (plan === undefined) return this.real.describe(image, options);
-    return { scene: parsePlan(plan), plan, confidence: null };
+    const next = this.script.shift();
+    if (next === undefined) return this.real.describe(image, options);
+    if (typeof next === "string") return { scene: parsePlan(next), plan: next, confidence: null };
+    return { scene: parsePlan(next.plan), plan: next.plan, confidence: null, cells: next.cells };
   }
 
   dispose(): Promise<void> {

@@ -5,7 +5,10 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parsePlan, printPlan } from "../evals/language/plan.ts";
+import { POSITIONS } from "../evals/scene.ts";
 import { createImage } from "../pipelines/image.ts";
+import type { CellReading } from "../src/agent/describer.ts";
+import { cellMask } from "../src/agent/edit-strategy.ts";
 import { type AgentEngine, routeFor } from "../src/agent/engine.ts";
 import { AtelierError } from "../src/errors.ts";
 import { GenerationFailedError } from "../src/service/engine.ts";
@@ -129,6 +132,51 @@ describe("the critique loop", () => {
     const [a, b, c] = trace.map((r) => r.images[0]!.data);
     expect(Buffer.compare(Buffer.from(a!), Buffer.from(b!))).not.toBe(0);
     expect(Buffer.compare(Buffer.from(b!), Buffer.from(c!))).not.toBe(0);
+  });
+
+  it("a later round repairs the best image so far: it repaints only the cells read wrong, under a pinned plan", async () => {
+    const { context } = recorder();
+    describer.reset();
+    // Round 1 shows the star but not the circle; round 2 then shows both.
+    const cells = POSITIONS.map((position) =>
+      position === "top_left"
+        ? { position, shape: "star", color: "red", size: "large", confidence: 1 }
+        : { position, shape: null, color: "red", size: "small", confidence: 1 },
+    ) as CellReading[];
+    describer.script = [{ plan: NO_CIRCLE, cells }, PLAN];
+    const { trace } = await engine.generate({ plan: PLAN, seed: 5, steps: 2, rounds: 3 }, context);
+    expect(trace).toHaveLength(2);
+    expect(trace[0]!.repair).toBeUndefined();
+    const repaired = trace[1]!;
+    expect(repaired).toMatchObject({
+      mode: "inpaint",
+      plan: PLAN,
+      conditioning: "projection",
+      repair: {
+        from: 1,
+        cells: ["bottom_right"],
+        plans: [
+          printPlan(
+            parsePlan(
+              PLAN.replace("1 top left ; 2 bottom right", "1 bottom right").replace(
+                "1 one large star ; 2 one medium circle <COLOR> 1 red ; 2 blue",
+                "1 one medium circle <COLOR> 1 blue",
+              ),
+            ),
+          ),
+        ],
+        reason: "repaint medium blue circle at bottom_right",
+      },
+    });
+    const [before, after] = [trace[0]!.images[0]!, repaired.images[0]!];
+    const mask = cellMask(["bottom_right"], before.width, before.height);
+    let inside = 0;
+    for (let i = 0; i < before.width * before.height; i++) {
+      const same = [0, 1, 2].every((c) => before.data[3 * i + c] === after.data[3 * i + c]);
+      if (mask.data[i] === 0) expect(same).toBe(true);
+      else if (!same) inside++;
+    }
+    expect(inside).toBeGreaterThan(0);
   });
 
   it("routes: projection first; an edit keeps it; without projection layers every round takes the caption", () => {

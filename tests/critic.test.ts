@@ -3,8 +3,9 @@ import { printPlan } from "../evals/language/plan.ts";
 import { agreement, critiqueText, revisionExample } from "../evals/language/revision.ts";
 import { createRng } from "../evals/rng.ts";
 import { sampleScene } from "../evals/sample.ts";
-import type { ObjectGroup, Position, Scene } from "../evals/scene.ts";
+import { type ObjectGroup, POSITIONS, type Position, type Scene } from "../evals/scene.ts";
 import { critique } from "../src/agent/critic.ts";
+import type { CellReading } from "../src/agent/describer.ts";
 import { AtelierError } from "../src/errors.ts";
 
 const group = (over: Partial<ObjectGroup>): ObjectGroup => ({
@@ -135,6 +136,31 @@ describe("critic", () => {
       expect(result.agreement).toBeGreaterThanOrEqual(0);
       expect(critique(want, want).agreement).toBe(1);
     }
+  });
+
+  it("an edit's objects must stay in their cells: one more check each, against the cell readings", () => {
+    const cells = POSITIONS.map((position) =>
+      position === "top_left"
+        ? { position, shape: "star", color: "red", size: "medium", confidence: 1 }
+        : { position, shape: null, color: "red", size: "small", confidence: 1 },
+    ) as CellReading[];
+    const want = scene([group({ placement: { kind: "grid", position: "top_left" } })]);
+    const stay = [{ position: "top_left", shape: "star", color: "red" } as const];
+    expect(critique(want, want, { stay, cells })).toMatchObject({ agreement: 1, issues: [] });
+    const moved = critique(want, want, { stay: [{ ...stay[0], position: "center" }], cells });
+    expect(moved.agreement).toBeCloseTo(8 / 9);
+    expect(moved.critique).toBe("the red star should stay in the center");
+    expect(moved.issues).toEqual([
+      {
+        field: "position",
+        object: 0,
+        expected: "in the center",
+        found: null,
+        message: "the red star should stay in the center",
+      },
+    ]);
+    // Without cell readings (a describer adapter) the checks are not made.
+    expect(critique(want, want, { stay: [{ ...stay[0], position: "center" }] }).agreement).toBe(1);
   });
 
   it("names the argument that is not a plan", () => {

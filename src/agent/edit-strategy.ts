@@ -33,6 +33,8 @@ import {
   type Shape,
 } from "../../evals/scene.ts";
 import type { Mask } from "../../pipelines/image.ts";
+import type { Stay } from "./critic.ts";
+import type { CellReading } from "./describer.ts";
 
 export type EditStrategy =
   | { kind: "inpaint"; cells: Position[]; reason: string }
@@ -145,6 +147,23 @@ export function chooseEditStrategy(before: Scene, after: Scene, readings?: CellR
     cells,
     reason: `only the grid object${cells.length > 1 ? "s" : ""} at ${cells.join(", ")} changed`,
   };
+}
+
+/**
+ * The objects an edit leaves alone, where the describer reads them in the session image: every cell that
+ * shows a group the edit does not change (same shape, colour, size, count and placement), when the reading
+ * holds no more of that group than the plan. The critic checks that they stay (critic.ts `stay`).
+ */
+export function stayingObjects(before: Scene, after: Scene, home: readonly CellReading[]): Stay[] {
+  const unchanged = new Set(after.objects.map((g) => groupKey(after, g)));
+  const stay: Stay[] = [];
+  for (const group of before.objects) {
+    if (!unchanged.has(groupKey(before, group))) continue;
+    const seen = home.filter((r) => r.shape === group.shape && r.color === group.color);
+    if (seen.length > group.count) continue;
+    for (const r of seen) stay.push({ position: r.position, shape: group.shape, color: group.color });
+  }
+  return stay;
 }
 
 /** Repaint mask (255) of whole grid cells, for an image of any size (cells are thirds of each side). */

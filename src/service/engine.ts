@@ -70,6 +70,11 @@ export interface TraceRound {
   critique?: { agreement: number; text: string; data?: unknown } | null;
   /** Edits: how the round keeps what the edit did not ask to change (src/agent/edit-strategy.ts). */
   edit?: { strategy: string; reason: string; cells?: string[] };
+  /**
+   * A critique round that repaired an earlier round's image (src/agent/cell-repair.ts): the round it
+   * started from, the cells repainted, and the plan of each inpainting pass.
+   */
+  repair?: { from: number; cells: string[]; plans: string[]; reason: string };
   /** Milliseconds per stage; the agent's per node (plan or revise, condition, sample, describe, critique). */
   timings: Record<string, number>;
 }
