@@ -12,16 +12,16 @@
  * session image already showed stays in the cell it was in there (what preservation asks for).
  *
  * The repair repaints exactly the cells whose reading differs from what the assignment puts there, by
- * inpainting (pipelines/inpaint.ts: every other pixel is kept) under a *repair plan*: each object to draw
- * pinned to its cell, with the target's style, background and lighting. A cell to erase is repainted under
- * a plan whose objects are elsewhere, so it fills with background. Measured on the committed models
- * (tmp feasibility run, 44 prompts, one try each): a single object drawn into an empty cell this way showed
- * its shape and colour there 35 times (80 %); an occupied cell erased came out empty 23 of 24 times.
+ * inpainting (pipelines/inpaint.ts: every other pixel is kept), one pass per object under a *repair plan*
+ * that pins the object to its cell, with the target's style, background and lighting. A cell to erase is
+ * repainted under a plan whose object is elsewhere, so it fills with background. Measured on the committed
+ * models before building this (44 eval prompts, one try each, judged by the evaluator's oracle): an object
+ * drawn into an empty cell this way showed its shape and colour there 35 times (80 %); an occupied cell
+ * erased came out empty 23 of 24 times.
  */
 import { relationHolds } from "../../evals/layout.ts";
 import {
   type Color,
-  MAX_GROUPS,
   type ObjectGroup,
   POSITIONS,
   type Position,
@@ -68,8 +68,13 @@ const COST = {
   unpreferred: 0.1,
 } as const;
 const CELLS = POSITIONS.length;
-/** Inpainting passes per repair at most (a pass takes as long as a txt2img). */
-export const MAX_PASSES = 2;
+/**
+ * Inpainting passes per repair at most (a pass takes as long as a txt2img). Each pass draws one object:
+ * with two in one plan the denoiser swaps their colours much as in a whole image (a red star and a blue
+ * circle repainted together came out as a red circle and a blue star again), and plans in the shapes world
+ * never repeat a kind, so two of one kind in a plan are unseen input for the projection.
+ */
+export const MAX_PASSES = 3;
 
 interface Instance {
   want: Wanted;
@@ -195,22 +200,6 @@ const grid = (want: Wanted, cell: number): ObjectGroup => ({
 });
 
 /**
- * Splits cells into passes whose objects are of distinct kinds (plans in the shapes world never repeat a
- * shape and colour across groups, so the projection has not seen such plans), MAX_GROUPS per pass.
- */
-function passesOf(cells: readonly number[], wanted: readonly (Wanted | null)[], most: number): number[][] {
-  const passes: number[][] = [];
-  for (const c of cells) {
-    const fits = passes.find(
-      (pass) => pass.length < MAX_GROUPS && !pass.some((d) => sameKind(wanted[d]!, wanted[c]!)),
-    );
-    if (fits) fits.push(c);
-    else if (passes.length < most) passes.push([c]);
-  }
-  return passes;
-}
-
-/**
  * The repair of an image whose cells the describer read as `readings`, towards `target`. Null when nothing
  * cell-level is wrong (or the placements cannot hold): the loop renders the whole plan again instead.
  */
@@ -234,25 +223,20 @@ export function planRepair(
       keep.push(c);
     else draw.push(c);
   }
-  // Objects that do not fit in MAX_PASSES passes wait for the next round.
-  const passes = passesOf(draw, wanted, MAX_PASSES);
-  if (passes.length === 0) {
-    if (erase.length === 0) return null;
-    // Nothing to draw: the plan names kept objects, which lie outside the repainted cells.
-    const pinned = passesOf(keep, wanted, 1);
-    if (pinned.length === 0) return null;
-    passes.push(pinned[0]!);
-  }
-  const scene = (pass: number[]): Scene => ({
-    objects: pass.map((c) => grid(wanted[c]!, c)),
+  // One object per pass; objects beyond MAX_PASSES wait for the next round.
+  const drawn = draw.slice(0, MAX_PASSES);
+  // Nothing to draw: the one pass names a kept object, which lies outside the repainted cells.
+  const pinned = drawn.length > 0 ? drawn : erase.length > 0 ? keep.slice(0, 1) : [];
+  if (pinned.length === 0) return null;
+  const scene = (cell: number): Scene => ({
+    objects: [grid(wanted[cell]!, cell)],
     background: target.background,
     style: target.style,
     lighting: target.lighting,
   });
-  const drawn = passes.flat().filter((c) => draw.includes(c));
   // Erasing happens in the first pass, under its plan.
-  const repaint = (pass: number[], k: number) =>
-    [...pass.filter((c) => draw.includes(c)), ...(k === 0 ? erase : [])]
+  const repaint = (cell: number, k: number) =>
+    [...(draw.includes(cell) ? [cell] : []), ...(k === 0 ? erase : [])]
       .sort((a, b) => a - b)
       .map((c) => POSITIONS[c]!);
   const words = [
@@ -261,7 +245,7 @@ export function planRepair(
   ];
   return {
     cells: [...drawn, ...erase].sort((a, b) => a - b).map((c) => POSITIONS[c]!),
-    passes: passes.map((pass, k) => ({ cells: repaint(pass, k), scene: scene(pass) })),
+    passes: pinned.map((cell, k) => ({ cells: repaint(cell, k), scene: scene(cell) })),
     reason: `repaint ${words.join(", ")}`,
   };
 }
