@@ -16,7 +16,7 @@
  *   committed models (`atelier eval --mode agent`, 1 image per prompt, seed 1): 0.679 → 0.754 overall
  *   (position 50.0 → 82.8 %, color_attr 45.8 → 68.8 %, edit 42.4 → 51.5 %). A round renders the whole
  *   plan again when repair does not apply (several images per round, an edit whose request fixed how it
- *   renders, a describer without cell readings, or a wrong style, background or lighting);
+ *   renders, a describer without cell readings, or only the style, background or lighting wrong);
  * - conditioning: round 1 takes the plan through the projection layers; later rounds that render the whole
  *   plan again take turns with the text encoder — on the user's own words (a generation from a prompt),
  *   then on the plan's caption — because the routes fail on different prompts (on session 4's models one
@@ -835,16 +835,16 @@ export class AgentEngine implements Engine {
   /**
    * The next round's repair of the best image so far (cell-repair.ts), or null to render the whole plan
    * again: when the run makes several images per round, when the request fixed how the edit renders (a mask,
-   * a lock, an uploaded image), when the describer reads no cells, or when the best round is wrong in its
-   * style, background or lighting (no cell can fix those).
+   * a lock, an uploaded image), when the describer reads no cells, or when every cell is right (what is
+   * wrong is the style, background or lighting, which no cell can fix). A best round wrong in both its cells
+   * and its scene is repaired: on the 66 edit dialogues that kept 82.0 % of 61 untouched objects against
+   * 78.3 % of 60 when such rounds rendered the whole plan again, the other figures unchanged (agent eval,
+   * 1 image per prompt, seed 1).
    */
   private async repairFor(state: LoopStateType, job: Job): Promise<RunRepair | null> {
     const edit = job.edit;
     if (job.settings.n !== 1 || (edit && (edit.mask || edit.lock || edit.uploaded))) return null;
     const best = state.trace.reduce((b, r) => (r.critique!.agreement > b.critique!.agreement ? r : b));
-    const issues = (best.critique!.data as { issues: RoundCritique["issues"] }).issues;
-    if (issues.some((i) => i.field === "style" || i.field === "background" || i.field === "lighting"))
-      return null;
     const image = job.images.get(best.images[0]!)!;
     const readings = job.readings.get(best.images[0]!);
     if (!readings) return null;
