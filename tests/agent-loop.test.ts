@@ -63,10 +63,17 @@ describe("the critique loop", () => {
       expect(round.round).toBe(k + 1);
       expect(round.plan).toMatch(/^<IMG_BEGIN> .* <IMG_END>$/);
       expect(round.seeds).toEqual([11 + k]);
-      expect(round.mode).toBe("txt2img");
-      // A plan given directly has no request in words: the projection and the plan's caption take turns.
-      expect(round.conditioning).toBe(k % 2 === 0 ? "projection" : "text_encoder");
-      expect(round.encoded).toBe(k % 2 === 0 ? undefined : round.caption);
+      if (round.repair) {
+        // A repair (the describer's readings of these noise-like images decide) inpaints an earlier image.
+        expect(k).toBeGreaterThan(0);
+        expect(round.repair.from).toBeLessThanOrEqual(k);
+        expect(round).toMatchObject({ mode: "inpaint", conditioning: "projection" });
+      } else {
+        expect(round.mode).toBe("txt2img");
+        // A plan given directly has no request in words: the projection and the plan's caption take turns.
+        expect(round.conditioning).toBe(k % 2 === 0 ? "projection" : "text_encoder");
+        expect(round.encoded).toBe(k % 2 === 0 ? undefined : round.caption);
+      }
       expect(round.settings).toMatchObject({ steps: 2, sampler: "ddim" });
       expect(round.images).toHaveLength(1);
       expect(round.images[0]).toMatchObject({ width: 64, height: 64 });

@@ -99,7 +99,7 @@ import {
   type RoundRecord,
   stepsFor,
 } from "./loop.ts";
-import { type Separation, separation } from "./separation.ts";
+import { separation } from "./separation.ts";
 
 export const DEFAULT_ROUNDS = 3;
 export const MAX_ROUNDS = 8;
@@ -217,8 +217,6 @@ interface Job {
   images: Map<string, RgbImage>;
   /** The describer's cell readings of each image, by the same key (describers that read cells). */
   readings: Map<string, CellReading[]>;
-  /** Which neighbours touch in each image with cell readings, by the same key. */
-  separations: Map<string, Separation>;
   /** The round in progress repairs an earlier image (set by the revise node). */
   repair: RunRepair | null;
   /** An edit's session image as the describer reads it (where the objects it keeps belong). */
@@ -229,6 +227,7 @@ interface Job {
 
 /** A repair as a run carries it out: from which round's image, and each pass's conditioning once made. */
 interface RunRepair extends Repair {
+  /** The round whose image is repaired; 0: an edit's session image. */
   from: number;
   image: RgbImage;
   conditioned: Conditioned[];
@@ -327,7 +326,6 @@ export class AgentEngine implements Engine {
         conditioned: null,
         images: new Map(),
         readings: new Map(),
-        separations: new Map(),
         repair: null,
         home: null,
         stay: [],
@@ -377,7 +375,6 @@ export class AgentEngine implements Engine {
         conditioned: null,
         images: new Map(),
         readings: new Map(),
-        separations: new Map(),
         repair: null,
         home: null,
         stay: [],
@@ -567,6 +564,7 @@ export class AgentEngine implements Engine {
     }
     job.conversation = planned.conversation;
     job.action = await this.chooseAction(job, scene);
+    const repair = repairRecord(job.repair);
     return {
       target: planned.plan,
       currentPlan: planned.plan,
@@ -577,6 +575,7 @@ export class AgentEngine implements Engine {
         caption: planned.caption,
         timings: {},
         ...("record" in job.action ? { edit: job.action.record } : {}),
+        ...(repair && { repair }),
       },
     };
   }
@@ -622,12 +621,22 @@ export class AgentEngine implements Engine {
     job.home = (await this.describer.describe(base, { signal: job.context.signal })).cells ?? null;
     job.stay = job.home ? stayingObjects(before, scene, job.home) : [];
     const strategy = chooseEditStrategy(before, scene, job.home ?? undefined);
-    if (strategy.kind === "inpaint")
+    if (strategy.kind === "inpaint") {
+      const source = { image: base, mask: cellMask(strategy.cells, base.width, base.height), strength: 1 };
+      // Objects alone changed: round 1 repairs the session image towards the new plan, so the cells it
+      // repaints are the changed ones and any the session image already had wrong.
+      const repair = job.settings.n === 1 && job.home && this.planRepairOf(scene, base, job.home, job.home);
+      if (repair) {
+        job.repair = { ...repair, from: 0, image: base, conditioned: [] };
+        const reason = `${strategy.reason}: ${repair.reason}`;
+        return { kind: "source", source, record: { strategy: "repair", reason, cells: repair.cells } };
+      }
       return {
         kind: "source",
-        source: { image: base, mask: cellMask(strategy.cells, base.width, base.height), strength: 1 },
+        source,
         record: { strategy: "inpaint", reason: strategy.reason, cells: strategy.cells },
       };
+    }
     if (strategy.kind === "regenerate")
       return { kind: "txt2img", record: { strategy: "regenerate", reason: strategy.reason } };
     return img2img(strategy.reason);
@@ -758,7 +767,6 @@ export class AgentEngine implements Engine {
       // Neighbours drawn as one blob: judged on the pixels, between cells the describer reads as occupied.
       const occupied = cells?.filter((c) => c.shape !== null).map((c) => c.position);
       const apart = occupied && separation(job.images.get(keys[i]!)!, occupied);
-      if (apart) job.separations.set(keys[i]!, apart);
       return critique(state.target, description, {
         stay: job.stay,
         cells,
@@ -810,12 +818,7 @@ export class AgentEngine implements Engine {
     job.context.onEvent({ type: "revised", round, plan });
     const caption = captionForScene(restates ? revised.scene : parsePlan(state.target));
     job.repair = await this.repairFor(state, job);
-    const repair = job.repair && {
-      from: job.repair.from,
-      cells: job.repair.cells,
-      plans: job.repair.passes.map((pass) => printPlan(pass.scene)),
-      reason: job.repair.reason,
-    };
+    const repair = repairRecord(job.repair);
     return {
       round,
       currentPlan: plan,
@@ -848,17 +851,36 @@ export class AgentEngine implements Engine {
     const image = job.images.get(best.images[0]!)!;
     const readings = job.readings.get(best.images[0]!);
     if (!readings) return null;
-    // Of two touching objects, the one the describer is less sure of is redrawn.
-    const touching = (job.separations.get(best.images[0]!)?.touching ?? []).map(([a, b]) => {
+    const repair = this.planRepairOf(parsePlan(state.target), image, readings, job.home);
+    return repair && { ...repair, from: best.round, image, conditioned: [] };
+  }
+
+  /** The repair of `image` (read as `readings`) towards `target`; of two touching objects, the one the describer is less sure of is redrawn. */
+  private planRepairOf(
+    target: Scene,
+    image: RgbImage,
+    readings: CellReading[],
+    home: CellReading[] | null,
+  ): Repair | null {
+    const occupied = readings.filter((r) => r.shape !== null).map((r) => r.position);
+    const touching = separation(image, occupied).touching.map(([a, b]) => {
       const [ra, rb] = [a, b].map((p) => readings.find((r) => r.position === p)!);
       return ra!.confidence < rb!.confidence ? a : b;
     });
-    const repair = planRepair(parsePlan(state.target), readings, {
-      ...(job.home && { home: job.home }),
-      touching,
-    });
-    return repair && { ...repair, from: best.round, image, conditioned: [] };
+    return planRepair(target, readings, { ...(home && { home }), touching });
   }
+}
+
+/** A repair as the trace records it. */
+function repairRecord(repair: RunRepair | null): TraceRound["repair"] | null {
+  return (
+    repair && {
+      from: repair.from,
+      cells: repair.cells,
+      plans: repair.passes.map((pass) => printPlan(pass.scene)),
+      reason: repair.reason,
+    }
+  );
 }
 
 /** A recorded round with its images. */
