@@ -6,7 +6,9 @@
  *   nothing else did. Grid-placed objects live in known cells of the 3×3 grid (evals/layout.ts); objects the
  *   plan places freely or by relation are found in the cells where the describer reads their shape and colour
  *   in the session image, and objects the edit adds get the cells it reads as empty. The mask is exactly
- *   those cells; every other pixel is kept bit for bit, under the same seed.
+ *   those cells; every other pixel is kept bit for bit, under the same seed. When the describer reads cells,
+ *   the engine starts such an edit with a cell repair of the session image towards the new plan instead
+ *   (cell-repair.ts), which repaints these cells and any the session image already had wrong.
  * - `regenerate`: only the background, style or lighting changed. txt2img of the new plan with the session's
  *   seed and sampler: the same objects under the same starting noise.
  * - `img2img`: anything else (a mix of object and scene changes, a changed object that anchors a relation,
