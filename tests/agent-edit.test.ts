@@ -19,7 +19,7 @@ import type { CellReading } from "../src/agent/describer.ts";
 import { cellMask, chooseEditStrategy, stayingObjects } from "../src/agent/edit-strategy.ts";
 import { AgentEngine } from "../src/agent/engine.ts";
 import type { GenerateResult, SessionState } from "../src/service/engine.ts";
-import { loadFixtureAgent, recorder } from "./agent-harness.ts";
+import { loadFixtureAgent, recorder, SwitchDescriber } from "./agent-harness.ts";
 
 const group = (over: Partial<ObjectGroup>): ObjectGroup => ({
   shape: "star",
@@ -294,6 +294,75 @@ describe("edits through the agent", () => {
     expect(round.edit).toMatchObject({ strategy: "mask" });
     expect(round.mode).toBe("inpaint");
     expect(changed(session.image!, round.images[0]!).every((i) => mask.data[i] === 255)).toBe(true);
+  });
+});
+
+describe("edits keep untouched objects in their cells", () => {
+  let engine: AgentEngine;
+  let describer: SwitchDescriber;
+  const squares = group({
+    shape: "square",
+    color: "green",
+    size: "large",
+    count: 2,
+    placement: { kind: "free" },
+  });
+  const sessionPlan = printPlan(scene([squares]));
+  const cellsWith = (...at: Position[]) =>
+    POSITIONS.map((position) =>
+      at.includes(position)
+        ? { position, shape: "square", color: "green", size: "large", confidence: 0.9 }
+        : { position, shape: null, color: "red", size: "small", confidence: 0.9 },
+    ) as CellReading[];
+
+  beforeAll(async () => {
+    describer = await SwitchDescriber.load();
+    engine = await loadFixtureAgent(describer, "embedded");
+  });
+
+  afterAll(async () => {
+    await engine?.dispose();
+  });
+
+  it("a regenerated image that moved them is critiqued for it, and the next round repairs them back", async () => {
+    const image = (
+      await engine.generate({ plan: sessionPlan, seed: 4, steps: 2, rounds: 1 }, recorder().context)
+    ).images[0]!;
+    const state: SessionState = {
+      history: [
+        { role: "user", text: "two large green squares on a white background" },
+        { role: "assistant", text: "two large green squares", plan: sessionPlan },
+      ],
+      image,
+      seed: 4,
+      sampler: "ddim",
+      plan: sessionPlan,
+    };
+    describer.reset();
+    // The session image shows the squares on the left and right; the regenerated one at the top and bottom.
+    const moved = printPlan(scene([squares], { background: "black" }));
+    describer.script = [
+      { plan: sessionPlan, cells: cellsWith("left", "right") },
+      { plan: moved, cells: cellsWith("top", "bottom") },
+    ];
+    const result = await engine.edit(
+      state,
+      { text: "make the background black" },
+      { steps: 2, rounds: 2 },
+      recorder().context,
+    );
+    const [round1, round2] = result.trace;
+    expect(round1!.plan).toContain("background black");
+    expect(round1!.edit).toMatchObject({ strategy: "regenerate" });
+    expect(round1!.critique!.text).toBe(
+      "the green square should stay on the left; the green square should stay on the right",
+    );
+    expect(round2!.repair).toMatchObject({
+      from: 1,
+      cells: ["top", "left", "right", "bottom"],
+      reason: "repaint large green square at left, large green square at right, erase top, erase bottom",
+    });
+    expect(round2!.mode).toBe("inpaint");
   });
 });
 

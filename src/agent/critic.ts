@@ -37,6 +37,9 @@ export interface Critique {
   issues: CritiqueIssue[];
 }
 
+/** "in the center", "on the left", "at the top left": as the language module places objects. */
+const preposition = (p: Position) => (p === "center" ? "in" : p === "left" || p === "right" ? "on" : "at");
+
 /** A plan given as text is parsed; a Scene is validated. Errors name `field`. */
 function asScene(value: Scene | string, field: string): Scene {
   if (typeof value !== "string") return parseScene(value, field);
@@ -73,7 +76,7 @@ export function critique(
       checks++;
       const seen = cells.find((c) => c.position === o.position);
       if (seen?.shape === o.shape && seen.color === o.color) continue;
-      const place = `${o.position === "center" ? "in" : "at"} the ${positionWords(o.position)}`;
+      const place = `${preposition(o.position)} the ${positionWords(o.position)}`;
       const object = want.objects.findIndex((g) => g.shape === o.shape && g.color === o.color);
       issues.push({
         field: "position",
@@ -86,7 +89,7 @@ export function critique(
   if (options.separation) {
     checks += options.separation.pairs;
     for (const [a, b] of options.separation.touching) {
-      const where = (p: Position) => `${p === "center" ? "in" : "at"} the ${positionWords(p)}`;
+      const where = (p: Position) => `${preposition(p)} the ${positionWords(p)}`;
       issues.push({
         field: "touching",
         expected: null,

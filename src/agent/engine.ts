@@ -14,7 +14,9 @@
  *   wrong lies in cells (cell-repair.ts): only the cells that disagree are inpainted, under a plan that pins
  *   the missing objects to them, so nothing a round got right is lost to the new seed. Measured on the
  *   committed models (`atelier eval --mode agent`, 1 image per prompt, seed 1): 0.679 → 0.754 overall
- *   (position 50.0 → 82.8 %, color_attr 45.8 → 68.8 %, edit 42.4 → 51.5 %). A round renders the whole
+ *   (position 50.0 → 82.8 %, color_attr 45.8 → 68.8 %, edit 42.4 → 51.5 %); with one object per
+ *   inpainting pass and the critic's check that neighbours do not touch, 0.826 (color_attr 83.3 %,
+ *   counting 74.1 %, position 91.4 %, two_objects 91.1 %, edit 54.5 %). A round renders the whole
  *   plan again when repair does not apply (several images per round, an edit whose request fixed how it
  *   renders, a describer without cell readings, or only the style, background or lighting wrong);
  * - conditioning: round 1 takes the plan through the projection layers; later rounds that render the whole

@@ -261,6 +261,13 @@ function roundItem(round, chosenIds) {
   settings.className = "hint";
   settings.textContent = `${round.mode} · seed ${round.seeds.join(", ")} · ${round.settings.sampler}, ${round.settings.steps} steps, guidance ${round.settings.guidance}`;
   text.append(settings);
+  if (round.repair) {
+    const repair = document.createElement("p");
+    repair.className = "hint";
+    const from = round.repair.from === 0 ? "the session's image" : `round ${round.repair.from}'s image`;
+    repair.textContent = `Repaired ${from}: ${round.repair.reason}`;
+    text.append(repair);
+  }
   if (round.plan) {
     const tokens = document.createElement("p");
     tokens.className = "plan-tokens small";
