@@ -161,6 +161,21 @@ describe("cell repair", () => {
     expect(packed.reason).toBe("repaint large red star at center");
   });
 
+  it("after a failed attempt in a cell, an object placed anywhere is tried in another cell", () => {
+    const target = scene([threeBlueCircles]);
+    const seen = readings({ center: "large blue circle", right: "large blue circle" });
+    const first = planRepair(target, seen)!;
+    const [cell] = first.cells;
+    const second = planRepair(target, seen, { failed: [{ ...threeBlueCircles, position: cell! }] })!;
+    expect(second.cells).toHaveLength(1);
+    expect(second.cells[0]).not.toBe(cell);
+    // A grid position has no other cell: it is tried there again.
+    const star = scene([redStarTopLeft]);
+    expect(
+      planRepair(star, readings({}), { failed: [{ ...redStarTopLeft, position: "top_left" }] })!.cells,
+    ).toEqual(["top_left"]);
+  });
+
   it("an edit puts objects back in the cells they had in the session image", () => {
     const target = scene([threeBlueCircles]);
     const home = readings({

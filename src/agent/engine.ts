@@ -15,7 +15,7 @@
  *   the missing objects to them, so nothing a round got right is lost to the new seed. Measured on the
  *   committed models (`atelier eval --mode agent`, 1 image per prompt, seed 1): 0.679 → 0.754 overall
  *   (position 50.0 → 82.8 %, color_attr 45.8 → 68.8 %, edit 42.4 → 51.5 %); with one object per
- *   inpainting pass and the critic's check that neighbours do not touch, 0.826 (color_attr 83.3 %,
+ *   inpainting pass and the critic's check that neighbours do not touch, 0.829 (color_attr 85.4 %,
  *   counting 74.1 %, position 91.4 %, two_objects 91.1 %, edit 54.5 %). A round renders the whole
  *   plan again when repair does not apply (several images per round, an edit whose request fixed how it
  *   renders, a describer without cell readings, or only the style, background or lighting wrong);
@@ -80,7 +80,7 @@ import {
   sessionConversation,
   since,
 } from "../service/generation.ts";
-import { planRepair, type Repair } from "./cell-repair.ts";
+import { planRepair, type Repair, type RepairContext } from "./cell-repair.ts";
 import { critique, type Stay } from "./critic.ts";
 import {
   type CellReading,
@@ -221,6 +221,8 @@ interface Job {
   readings: Map<string, CellReading[]>;
   /** The round in progress repairs an earlier image (set by the revise node). */
   repair: RunRepair | null;
+  /** Objects a repair of this run drew in a cell that the next reading did not show there. */
+  failedDraws: NonNullable<RepairContext["failed"]>[number][];
   /** An edit's session image as the describer reads it (where the objects it keeps belong). */
   home: CellReading[] | null;
   /** The objects an edit leaves alone, in their cells of the session image (critic.ts `stay`). */
@@ -329,6 +331,7 @@ export class AgentEngine implements Engine {
         images: new Map(),
         readings: new Map(),
         repair: null,
+        failedDraws: [],
         home: null,
         stay: [],
       },
@@ -378,6 +381,7 @@ export class AgentEngine implements Engine {
         images: new Map(),
         readings: new Map(),
         repair: null,
+        failedDraws: [],
         home: null,
         stay: [],
       },
@@ -819,6 +823,7 @@ export class AgentEngine implements Engine {
     const plan = restates ? revised.text : state.target;
     job.context.onEvent({ type: "revised", round, plan });
     const caption = captionForScene(restates ? revised.scene : parsePlan(state.target));
+    if (job.repair) this.noteFailedDraws(job, state.trace.at(-1)!);
     job.repair = await this.repairFor(state, job);
     const repair = repairRecord(job.repair);
     return {
@@ -853,8 +858,22 @@ export class AgentEngine implements Engine {
     const image = job.images.get(best.images[0]!)!;
     const readings = job.readings.get(best.images[0]!);
     if (!readings) return null;
-    const repair = this.planRepairOf(parsePlan(state.target), image, readings, job.home);
+    const repair = this.planRepairOf(parsePlan(state.target), image, readings, job.home, job.failedDraws);
     return repair && { ...repair, from: best.round, image, conditioned: [] };
+  }
+
+  /** The objects the last round's repair drew that its image does not show where they were drawn. */
+  private noteFailedDraws(job: Job, round: RoundRecord): void {
+    const readings = job.readings.get(round.images[0]!);
+    if (!job.repair || !readings) return;
+    for (const pass of job.repair.passes)
+      for (const object of pass.scene.objects) {
+        if (object.placement.kind !== "grid") continue;
+        const position = object.placement.position;
+        const seen = readings.find((r) => r.position === position);
+        if (seen?.shape === object.shape && seen.color === object.color) continue;
+        job.failedDraws.push({ shape: object.shape, color: object.color, size: object.size, position });
+      }
   }
 
   /** The repair of `image` (read as `readings`) towards `target`; of two touching objects, the one the describer is less sure of is redrawn. */
@@ -863,13 +882,14 @@ export class AgentEngine implements Engine {
     image: RgbImage,
     readings: CellReading[],
     home: CellReading[] | null,
+    failed: RepairContext["failed"] = [],
   ): Repair | null {
     const occupied = readings.filter((r) => r.shape !== null).map((r) => r.position);
     const touching = separation(image, occupied).touching.map(([a, b]) => {
       const [ra, rb] = [a, b].map((p) => readings.find((r) => r.position === p)!);
       return ra!.confidence < rb!.confidence ? a : b;
     });
-    return planRepair(target, readings, { ...(home && { home }), touching });
+    return planRepair(target, readings, { ...(home && { home }), touching, failed });
   }
 }
 
