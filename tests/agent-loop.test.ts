@@ -142,7 +142,7 @@ describe("the critique loop", () => {
   });
 
   it("a later round repairs the best image so far: it repaints only the cells read wrong, under a pinned plan", async () => {
-    const { context } = recorder();
+    const { context, events } = recorder();
     describer.reset();
     // Round 1 shows the star but not the circle; round 2 then shows both.
     const cells = POSITIONS.map((position) =>
@@ -152,6 +152,8 @@ describe("the critique loop", () => {
     ) as CellReading[];
     describer.script = [{ plan: NO_CIRCLE, cells }, PLAN];
     const { trace } = await engine.generate({ plan: PLAN, seed: 5, steps: 2, rounds: 3 }, context);
+    const steps = events.flatMap((e) => (e.type === "step" && e.round === 2 ? [`${e.step}/${e.steps}`] : []));
+    expect(steps).toEqual(["1/2", "2/2"]);
     expect(trace).toHaveLength(2);
     expect(trace[0]!.repair).toBeUndefined();
     const repaired = trace[1]!;
@@ -184,6 +186,24 @@ describe("the critique loop", () => {
       else if (!same) inside++;
     }
     expect(inside).toBeGreaterThan(0);
+  });
+
+  it("a repair of two objects runs two passes, and its progress counts through both", async () => {
+    const { context, events } = recorder();
+    describer.reset();
+    const empty = POSITIONS.map((position) => ({
+      position,
+      shape: null,
+      color: "red",
+      size: "small",
+      confidence: 1,
+    })) as CellReading[];
+    describer.script = [{ plan: NO_CIRCLE, cells: empty }, PLAN];
+    const { trace } = await engine.generate({ plan: PLAN, seed: 5, steps: 2, rounds: 2 }, context);
+    expect(trace[1]!.repair).toMatchObject({ cells: ["top_left", "bottom_right"] });
+    expect(trace[1]!.repair!.plans).toHaveLength(2);
+    const steps = events.flatMap((e) => (e.type === "step" && e.round === 2 ? [`${e.step}/${e.steps}`] : []));
+    expect(steps).toEqual(["1/4", "2/4", "3/4", "4/4"]);
   });
 
   it("routes: projection first; an edit keeps it; without projection layers every round takes the caption", () => {

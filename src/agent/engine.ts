@@ -718,7 +718,10 @@ export class AgentEngine implements Engine {
     };
   }
 
-  /** A repair's inpainting passes, each on the image the one before made; timings add up. */
+  /**
+   * A repair's inpainting passes, each on the image the one before made; timings add up, and step events
+   * count through all passes (pass k's step s of n is step k·n + s of passes·n), so progress never goes back.
+   */
   private async repairPasses(
     repair: RunRepair,
     options: Settings,
@@ -727,15 +730,22 @@ export class AgentEngine implements Engine {
   ): Promise<Sampled> {
     let image = repair.image;
     let sampled: Sampled | null = null;
+    const passes = repair.passes.length;
     for (const [k, pass] of repair.passes.entries()) {
       const mask = cellMask(pass.cells, image.width, image.height);
+      const onEvent: RunContext["onEvent"] = (event) =>
+        context.onEvent(
+          event.type === "step"
+            ? { ...event, step: k * event.steps + event.step, steps: passes * event.steps }
+            : event,
+        );
       const done = await samplePass(
         this.model,
         repair.conditioned[k]!,
         { image, mask, strength: 1 },
         options,
         round,
-        context,
+        { ...context, onEvent },
       );
       image = done.images[0]!;
       const timings = { ...done.timings };
