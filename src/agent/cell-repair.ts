@@ -22,7 +22,7 @@
  * drawn into an empty cell this way showed its shape and colour there 35 times (80 %); an occupied cell
  * erased came out empty 23 of 24 times.
  */
-import { relationHolds } from "../../evals/layout.ts";
+import { GRID, relationHolds } from "../../evals/layout.ts";
 import {
   type Color,
   type ObjectGroup,
@@ -44,7 +44,7 @@ export interface Wanted {
 /** One inpainting pass of a repair: the cells it repaints and the plan it is conditioned on. */
 export interface RepairPass {
   cells: Position[];
-  /** The objects to draw, each pinned to its cell (for a pass that only erases: objects it keeps). */
+  /** The one object to draw, pinned to its cell (for a pass that only erases: an object it keeps). */
   scene: Scene;
 }
 
@@ -67,6 +67,7 @@ const COST = {
   /** Per occupied neighbour of an empty cell (objects drawn next to others may touch them). */
   crowded: 0.5,
   erase: 1,
+  /** An object an edit's session image showed, placed in another cell than it had there. */
   away: 4,
   /** Drawing an object again in a cell where an earlier repair of this run drew it and failed. */
   failed: 1.5,
@@ -129,7 +130,7 @@ export interface RepairContext {
 }
 
 const neighbours = (cell: number) =>
-  [cell - 3, cell + 3, cell % 3 > 0 ? cell - 1 : -1, cell % 3 < 2 ? cell + 1 : -1].filter(
+  [cell - GRID, cell + GRID, cell % GRID > 0 ? cell - 1 : -1, cell % GRID < GRID - 1 ? cell + 1 : -1].filter(
     (n) => n >= 0 && n < CELLS,
   );
 
@@ -181,8 +182,8 @@ function assign(target: Scene, readings: readonly CellReading[], context: Repair
         const horizontal =
           instance.relation.relation === "left_of" || instance.relation.relation === "right_of";
         const preferred = horizontal
-          ? Math.floor(cell / 3) === Math.floor(anchor / 3)
-          : cell % 3 === anchor % 3;
+          ? Math.floor(cell / GRID) === Math.floor(anchor / GRID)
+          : cell % GRID === anchor % GRID;
         if (!preferred) extra = COST.unpreferred;
       }
       taken[cell] = true;
