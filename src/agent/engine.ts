@@ -886,7 +886,10 @@ export class AgentEngine implements Engine {
       }
   }
 
-  /** The repair of `image` (read as `readings`) towards `target`; of two touching objects, the one the describer is less sure of is redrawn. */
+  /**
+   * The repair of `image` (read as `readings`) towards `target`; of two touching objects, the one the
+   * describer is less sure of is redrawn.
+   */
   private planRepairOf(
     target: Scene,
     image: RgbImage,
