@@ -90,7 +90,10 @@ describe("the critique loop", () => {
     expect(trace[0]!.plan).toBe(PLAN);
     const best = trace.reduce((b, r) => (r.critique!.agreement > b.critique!.agreement ? r : b));
     expect(result.images).toBe(best.images);
-    expect(result.seeds).toEqual(best.seeds);
+    // A repaired image keeps the layout, and so the seed, of the image it repaired.
+    let origin = best;
+    while (origin.repair) origin = trace[origin.repair.from - 1]!;
+    expect(result.seeds).toEqual(origin.seeds);
     expect(result.plans).toEqual([best.plan]);
     expect(result.timings.total).toBeGreaterThan(0);
 
@@ -151,7 +154,10 @@ describe("the critique loop", () => {
         : { position, shape: null, color: "red", size: "small", confidence: 1 },
     ) as CellReading[];
     describer.script = [{ plan: NO_CIRCLE, cells }, PLAN];
-    const { trace } = await engine.generate({ plan: PLAN, seed: 5, steps: 2, rounds: 3 }, context);
+    const { trace, seeds } = await engine.generate({ plan: PLAN, seed: 5, steps: 2, rounds: 3 }, context);
+    // The result's seed is the composition's: round 1's, whose layout the repair kept.
+    expect(trace[1]!.seeds).toEqual([6]);
+    expect(seeds).toEqual([5]);
     const steps = events.flatMap((e) => (e.type === "step" && e.round === 2 ? [`${e.step}/${e.steps}`] : []));
     expect(steps).toEqual(["1/2", "2/2"]);
     expect(trace).toHaveLength(2);

@@ -99,6 +99,10 @@ export interface GenerateResult {
   /** The plan behind each image (what OpenAI clients receive as revised_prompt). */
   plans: (string | null)[];
   images: RgbImage[];
+  /**
+   * The seed of each image: the one it was sampled with, or for an image a critique round repaired, the
+   * seed of the image whose layout it kept (an edit that keeps the seed then keeps the layout).
+   */
   seeds: number[];
   trace: TraceRound[];
   /** Milliseconds per stage, plus `total`. */
