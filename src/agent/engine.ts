@@ -16,7 +16,8 @@
  *   committed models (`atelier eval --mode agent`, 1 image per prompt, seed 1): 0.679 → 0.754 overall
  *   (position 50.0 → 82.8 %, color_attr 45.8 → 68.8 %, edit 42.4 → 51.5 %); with one object per
  *   inpainting pass and the critic's check that neighbours do not touch, 0.829 (color_attr 85.4 %,
- *   counting 74.1 %, position 91.4 %, two_objects 91.1 %, edit 54.5 %). A round renders the whole
+ *   counting 74.1 %, position 91.4 %, two_objects 91.1 %, edit 54.5 %); 0.835 with edits keeping the
+ *   composition's seed (compositionSeeds; edit 59.1 %). A round renders the whole
  *   plan again when repair does not apply (several images per round, an edit whose request fixed how it
  *   renders, a describer without cell readings, or only the style, background or lighting wrong);
  * - conditioning: round 1 takes the plan through the projection layers; later rounds that render the whole
