@@ -14,6 +14,7 @@ import {
   type ObjectGroup,
   type Placement,
   POSITIONS,
+  type Position,
   RELATIONS,
   type Scene,
   SceneSchema,
@@ -129,12 +130,14 @@ const RELATION_PHRASE = {
   below: "below",
 };
 
+/** Where a grid cell is, as critiques say it: "in the center", "on the left", "at the top left". */
+export function positionPhrase(p: Position): string {
+  const preposition = p === "center" ? "in" : p === "left" || p === "right" ? "on" : "at";
+  return `${preposition} the ${positionWords(p)}`;
+}
+
 function placementPhrase(placement: Placement, scene: Scene): string {
-  if (placement.kind === "grid") {
-    const p = placement.position;
-    const preposition = p === "center" ? "in" : p === "left" || p === "right" ? "on" : "at";
-    return `${preposition} the ${positionWords(p)}`;
-  }
+  if (placement.kind === "grid") return positionPhrase(placement.position);
   if (placement.kind === "relation") {
     return `${RELATION_PHRASE[placement.relation]} ${referringPhrase(scene, placement.of)}`;
   }

@@ -5,8 +5,12 @@
  * at inference is worded exactly like its training data.
  */
 import { parsePlan } from "../../evals/language/plan.ts";
-import { diffScenes, type Finding, type FindingField } from "../../evals/language/revision.ts";
-import { positionWords } from "../../evals/language/words.ts";
+import {
+  diffScenes,
+  type Finding,
+  type FindingField,
+  positionPhrase,
+} from "../../evals/language/revision.ts";
 import { type Color, type Position, parseScene, type Scene, type Shape } from "../../evals/scene.ts";
 import { AtelierError, invalid } from "../errors.ts";
 import type { CellReading } from "./describer.ts";
@@ -36,9 +40,6 @@ export interface Critique {
   /** The failed checks as data, in the order of the critique. */
   issues: CritiqueIssue[];
 }
-
-/** "in the center", "on the left", "at the top left": as the language module places objects. */
-const preposition = (p: Position) => (p === "center" ? "in" : p === "left" || p === "right" ? "on" : "at");
 
 /** A plan given as text is parsed; a Scene is validated. Errors name `field`. */
 function asScene(value: Scene | string, field: string): Scene {
@@ -76,7 +77,7 @@ export function critique(
       checks++;
       const seen = cells.find((c) => c.position === o.position);
       if (seen?.shape === o.shape && seen.color === o.color) continue;
-      const place = `${preposition(o.position)} the ${positionWords(o.position)}`;
+      const place = positionPhrase(o.position);
       const object = want.objects.findIndex((g) => g.shape === o.shape && g.color === o.color);
       issues.push({
         field: "position",
@@ -89,12 +90,11 @@ export function critique(
   if (options.separation) {
     checks += options.separation.pairs;
     for (const [a, b] of options.separation.touching) {
-      const where = (p: Position) => `${preposition(p)} the ${positionWords(p)}`;
       issues.push({
         field: "touching",
         expected: null,
         found: `${a} ${b}`,
-        message: `the objects ${where(a)} and ${where(b)} should not touch`,
+        message: `the objects ${positionPhrase(a)} and ${positionPhrase(b)} should not touch`,
       });
     }
   }
