@@ -5,7 +5,7 @@ import { renderScene } from "../evals/render.ts";
 import { createRng } from "../evals/rng.ts";
 import { sampleScene } from "../evals/sample.ts";
 import type { Scene } from "../evals/scene.ts";
-import { separation, touchingCells } from "../src/agent/separation.ts";
+import { separation } from "../src/agent/separation.ts";
 
 const occupiedCells = (instances: readonly Instance[]) => instances.map((o) => positionAt(o.cx, o.cy));
 
@@ -15,7 +15,7 @@ describe("separation", () => {
     for (let i = 0; i < 300; i++) {
       const scene = sampleScene(rng);
       const layout = layoutScene(scene, i);
-      expect(touchingCells(renderScene(scene, layout, i), occupiedCells(layout.instances))).toEqual([]);
+      expect(separation(renderScene(scene, layout, i), occupiedCells(layout.instances)).touching).toEqual([]);
     }
   });
 

@@ -55,49 +55,40 @@ export interface Separation {
 }
 
 export function separation(image: RgbImage, occupied: readonly Position[]): Separation {
-  const touching = touchingCells(image, occupied);
-  const filled = new Set(occupied.map((p) => POSITIONS.indexOf(p)));
-  let pairs = 0;
-  for (const cell of filled) {
-    if (cell % GRID < GRID - 1 && filled.has(cell + 1)) pairs++;
-    if (cell + GRID < POSITIONS.length && filled.has(cell + GRID)) pairs++;
-  }
-  return { pairs, touching };
-}
-
-/** Pairs of side-by-side cells (each occupied) whose objects touch, in grid order. */
-export function touchingCells(image: RgbImage, occupied: readonly Position[]): [Position, Position][] {
   const { width, height } = image;
   const fg = foreground(image);
   const at = (x: number, y: number) => fg[y * width + x] === 1;
   const filled = new Set(occupied.map((p) => POSITIONS.indexOf(p)));
-  const pairs: [Position, Position][] = [];
+  let pairs = 0;
+  const touching: [Position, Position][] = [];
   for (let cell = 0; cell < POSITIONS.length; cell++) {
     const row = Math.floor(cell / GRID);
     const col = cell % GRID;
     if (!filled.has(cell)) continue;
     // The neighbour to the right: a bridge is a row crossing the vertical border.
     if (col < GRID - 1 && filled.has(cell + 1)) {
+      pairs++;
       const border = Math.floor(((col + 1) * width) / GRID);
       const y0 = Math.floor((row * height) / GRID);
       const y1 = Math.ceil(((row + 1) * height) / GRID);
       for (let y = y0; y < y1; y++)
         if (at(border - 1, y) && at(border, y) && at(border + 1, y)) {
-          pairs.push([POSITIONS[cell]!, POSITIONS[cell + 1]!]);
+          touching.push([POSITIONS[cell]!, POSITIONS[cell + 1]!]);
           break;
         }
     }
     // The neighbour below: a bridge is a column crossing the horizontal border.
     if (row < GRID - 1 && filled.has(cell + GRID)) {
+      pairs++;
       const border = Math.floor(((row + 1) * height) / GRID);
       const x0 = Math.floor((col * width) / GRID);
       const x1 = Math.ceil(((col + 1) * width) / GRID);
       for (let x = x0; x < x1; x++)
         if (at(x, border - 1) && at(x, border) && at(x, border + 1)) {
-          pairs.push([POSITIONS[cell]!, POSITIONS[cell + GRID]!]);
+          touching.push([POSITIONS[cell]!, POSITIONS[cell + GRID]!]);
           break;
         }
     }
   }
-  return pairs;
+  return { pairs, touching };
 }
