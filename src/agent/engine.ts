@@ -468,7 +468,7 @@ export class AgentEngine implements Engine {
         throw await this.failure(error, job, id);
       }
       const trace = final.trace.map((round) => withImages(round, job));
-      const best = trace.reduce((b, r) => (r.critique!.agreement > b.critique!.agreement ? r : b));
+      const best = bestRound(trace);
       const timings: Record<string, number> = {};
       for (const round of trace)
         for (const node of NODES)
@@ -653,11 +653,6 @@ export class AgentEngine implements Engine {
   }
 
   private async conditionNode(state: LoopStateType, job: Job): Promise<LoopUpdate> {
-    const planned: Planned = {
-      plan: state.currentPlan,
-      caption: state.caption,
-      conversation: job.conversation,
-    };
     if (job.repair) {
       // Each pass's plan is its own request: its caption as the user's turn, as a plan given directly.
       job.repair.conditioned = [];
@@ -669,6 +664,11 @@ export class AgentEngine implements Engine {
       job.context.onEvent({ type: "conditioning", round: state.round, via });
       return { pending: { ...state.pending, conditioning: via } };
     }
+    const planned: Planned = {
+      plan: state.currentPlan,
+      caption: state.caption,
+      conversation: job.conversation,
+    };
     const lock = job.action.lock;
     let controls: EditControls | undefined;
     if (lock) {
@@ -837,7 +837,7 @@ export class AgentEngine implements Engine {
     const plan = restates ? revised.text : state.target;
     job.context.onEvent({ type: "revised", round, plan });
     const caption = captionForScene(restates ? revised.scene : parsePlan(state.target));
-    if (job.repair) this.noteFailedDraws(job, state.trace.at(-1)!);
+    this.noteFailedDraws(job, state.trace.at(-1)!);
     job.repair = await this.repairFor(state, job);
     const repair = repairRecord(job.repair);
     return {
@@ -868,7 +868,7 @@ export class AgentEngine implements Engine {
   private async repairFor(state: LoopStateType, job: Job): Promise<RunRepair | null> {
     const edit = job.edit;
     if (job.settings.n !== 1 || (edit && (edit.mask || edit.lock || edit.uploaded))) return null;
-    const best = state.trace.reduce((b, r) => (r.critique!.agreement > b.critique!.agreement ? r : b));
+    const best = bestRound(state.trace);
     const image = job.images.get(best.images[0]!)!;
     const readings = job.readings.get(best.images[0]!);
     if (!readings) return null;
@@ -925,6 +925,11 @@ function compositionSeeds(trace: readonly TraceRound[], best: TraceRound, sessio
     round = trace[round.repair.from - 1]!;
   }
   return round.seeds;
+}
+
+/** The round with the highest agreement, the earliest on ties (the loop returns it; repairs start from it). */
+function bestRound<R extends { critique?: { agreement: number } | null }>(trace: readonly R[]): R {
+  return trace.reduce((b, r) => (r.critique!.agreement > b.critique!.agreement ? r : b));
 }
 
 /** A repair as the trace records it. */
