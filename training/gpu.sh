@@ -5,6 +5,8 @@
 # a hard timeout; OUT receives slim checkpoints that training/export.py takes (vae-v3.pt without optimiser state,
 # ldm-gpu.pt with the EMA weights only) and the stages' logs (logs.tar). DEVICE=cpu runs it here, for a check;
 # VAE_ARGS and LDM_ARGS add arguments to a stage (e.g. "--batch 4" for that check).
+# To train the released LDM further instead: VAE_MINUTES 0 with VAE=CKPT (the released VAE: the latent space
+# stays), LDM_INIT=CKPT (the released LDM's slim checkpoint) and LDM_CONFIG=gpu-more.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 pack=${1:?usage: training/gpu.sh PACK OUT VAE_MINUTES LDM_MINUTES} out=${2:?} vae_minutes=${3:?} ldm_minutes=${4:?}
@@ -19,38 +21,44 @@ else
     'import lzma, os, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[1][:-3], "wb")); os.remove(sys.argv[1])'
 fi
 "$py" -c 'import torch; print("torch", torch.__version__, torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu")'
-args=(--device "$device" --data "$work/data/train-r" --val "$work/data/val-r" --out "$work/run")
+args=(--device "$device" --data "$work/data/train-r" --val "$work/data/val-r" --out "$work/run" --threads "${THREADS:-$(nproc)}")
 # The hard limit leaves a minute beyond the budget for start-up, latent caching and the last save.
 limit() { "$py" -c "print(int(float('$1') * 60 + 60))"; }
 
 # Slim copies of a stage's last checkpoint go to OUT as soon as the stage ends, so a later failure loses nothing.
 slim() {
-  "$py" - "$work/run/checkpoints" "$out" "$1" <<'PY'
+  "$py" - "$work/run/checkpoints" "$out" "$@" <<'PY'
 import sys
 sys.path.insert(0, "training")
 import torch
 from data import file_sha256
 from util import load_checkpoint
-src, out, stage = sys.argv[1:]
+src, out, stage = sys.argv[1:4]
 if stage == "vae":
     vae = load_checkpoint(f"{src}/vae-v3.pt")
-    vae.pop("opt")
+    vae.pop("opt", None)
     torch.save(vae, f"{out}/vae-v3.pt")
     print("vae step", vae["step"], "val_psnr", vae["val_psnr"], "scale", vae["scaling_factor"])
 else:
-    ldm = load_checkpoint(f"{src}/ldm-gpu.pt")
+    ldm = load_checkpoint(f"{src}/ldm-{sys.argv[4]}.pt")
     for key in ("opt", "model"):
         ldm.pop(key)
     ldm["vae"].update(path="vae-v3.pt", sha256=file_sha256(f"{out}/vae-v3.pt"))
-    torch.save(ldm, f"{out}/ldm-gpu.pt")
+    torch.save(ldm, f"{out}/ldm-{sys.argv[4]}.pt")
     print("ldm step", ldm["step"], "val_loss", ldm["val_loss"])
 PY
 }
 
-timeout "$(limit "$vae_minutes")" "$py" training/vae.py "${args[@]}" --config v3 --minutes "$vae_minutes" ${VAE_ARGS:-}
+ldm_config=${LDM_CONFIG:-gpu}
+if [ "$vae_minutes" = 0 ]; then
+  mkdir -p "$work/run/checkpoints"
+  cp "${VAE:?VAE_MINUTES 0 needs VAE=CKPT}" "$work/run/checkpoints/vae-v3.pt"
+else
+  timeout "$(limit "$vae_minutes")" "$py" training/vae.py "${args[@]}" --config v3 --minutes "$vae_minutes" ${VAE_ARGS:-}
+fi
 slim vae
-timeout "$(limit "$ldm_minutes")" "$py" training/ldm.py "${args[@]}" --config gpu --minutes "$ldm_minutes" \
-  --vae "$work/run/checkpoints/vae-v3.pt" ${LDM_ARGS:-}
-slim ldm
+timeout "$(limit "$ldm_minutes")" "$py" training/ldm.py "${args[@]}" --config "$ldm_config" --minutes "$ldm_minutes" \
+  --vae "$work/run/checkpoints/vae-v3.pt" ${LDM_INIT:+--init "$LDM_INIT"} ${LDM_ARGS:-}
+slim ldm "$ldm_config"
 tar -cf "$out/logs.tar" -C "$work/run" logs
 ls -la "$out"

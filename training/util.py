@@ -104,8 +104,12 @@ class EMA:
     def update(self, model, step):
         # Warm-up of the decay so the average is not dominated by the random initialisation in short runs.
         decay = min(self.decay, (1 + step) / (10 + step))
-        for e, p in zip(self.model.parameters(), model.parameters()):
-            e.lerp_(p, 1 - decay)
+        averaged, current = list(self.model.parameters()), list(model.parameters())
+        if hasattr(torch, "_foreach_lerp_"):  # PyTorch ≥ 2.0: one launch for all parameters on a GPU
+            torch._foreach_lerp_(averaged, current, 1 - decay)
+        else:
+            for e, p in zip(averaged, current):
+                e.lerp_(p, 1 - decay)
 
 
 def save_checkpoint(path, state):
