@@ -59,9 +59,17 @@ CONFIGS = {
     # trained on its latents stay valid). The v3 round trips lost small stars and crosses (drawn as blobs) and
     # blurred flat fills' edges until the detector read watercolor; `focus` draws images with small objects,
     # stars and crosses more often (weight 1 + focus · their number), so the steps go where the losses are.
+    # 5,000 steps on 2 threads (39 min): val-r PSNR 37.8 → 38.8 dB, detector agreement 0.963 → 0.976 (shape
+    # 0.907 → 0.953), oracle-vae ceiling 0.847 → 0.912.
     "v3f": dict(channels=(48, 96, 128), latent=4, extra=2, refine=32, batch=16, crop=64, full_from=0, steps=5000,
                 lr=3e-4, warmup=250, decoder_lr=3e-4, beta=1e-5, edge=1.0, edge_weight=4.0, l2=0.0, ssim=1.0,
                 focus=1.0, log_every=50, eval_every=500, n_eval=512),
+    # v3g: v3f's decoder (`--decoder-only vae-v3f-decoder.pt`) with the adversarial term added: 3,000 steps on 2
+    # threads (43 min): val-r PSNR 38.8 → 39.2 dB, detector agreement 0.976 → 0.985 (style 0.912 → 0.948, flat
+    # fills no longer read as watercolor as often), oracle-vae ceiling 0.912 → 0.942.
+    "v3g": dict(channels=(48, 96, 128), latent=4, extra=2, refine=32, batch=16, crop=64, full_from=0, steps=3000,
+                lr=1e-4, warmup=100, decoder_lr=1e-4, beta=1e-5, edge=1.0, edge_weight=4.0, l2=0.0, ssim=1.0,
+                focus=1.0, adv=0.1, adv_from=300, log_every=50, eval_every=500, n_eval=512),
     "tiny": dict(channels=(8, 8, 16), latent=4, batch=8, crop=32, full_from=0.6, steps=20, lr=2e-3, warmup=5,
                  decoder_lr=1e-3, beta=1e-5, edge=0.5, ssim=1.0, log_every=5, eval_every=10, n_eval=16),
 }  # fmt: skip
@@ -162,6 +170,33 @@ class VAE(nn.Module):
         mean, logvar = self.encoder(x).chunk(2, dim=1)
         z = mean + torch.randn_like(mean) * (0.5 * logvar).exp()
         return self.decoder(z), mean, logvar
+
+
+class PatchDiscriminator(nn.Module):
+    """Real-or-reconstructed logits for overlapping patches of about 22 px: the adversarial term of the
+    autoencoders of Taming Transformers (Esser et al. 2021) and Stable Diffusion, which keeps edges sharp where
+    the pixel losses settle for a blur. Spectral normalisation keeps it from overpowering a trained decoder."""
+
+    def __init__(self, c=32):
+        super().__init__()
+        sn = nn.utils.spectral_norm
+        self.net = nn.Sequential(
+            sn(nn.Conv2d(3, c, 4, stride=2, padding=1)), nn.LeakyReLU(0.2),
+            sn(nn.Conv2d(c, 2 * c, 4, stride=2, padding=1)), nn.LeakyReLU(0.2),
+            sn(nn.Conv2d(2 * c, 4 * c, 3, padding=1)), nn.LeakyReLU(0.2),
+            sn(nn.Conv2d(4 * c, 1, 3, padding=1)),
+        )  # fmt: skip
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def adversarial_weight(rec_loss, adv_loss, last, scale):
+    """Taming Transformers' adaptive weight: the adversarial gradient at the decoder's last layer scaled to the
+    reconstruction gradient's norm there (times `scale`), so neither term drowns the other."""
+    g_rec = torch.autograd.grad(rec_loss, last, retain_graph=True)[0]
+    g_adv = torch.autograd.grad(adv_loss, last, retain_graph=True)[0]
+    return (scale * g_rec.norm() / (g_adv.norm() + 1e-4)).clamp(max=1e4).detach()
 
 
 def load_vae(path, device="cpu"):
@@ -288,8 +323,14 @@ def main():
         # The encoder's own training, for the manifest: this run's steps and wall time are the decoder's only.
         lineage = dict(file=os.path.basename(args.decoder_only), steps=source["step"], wall_s=round(source["wall"], 1),
                        device=source.get("device"), val_psnr_db=round(source["val_psnr"], 3))  # fmt: skip
+        if "source" in source:  # a fine-tune of a fine-tune: keep the chain back to the encoder's own training
+            lineage["source"] = source["source"]
         config.update(full_from=0, lr=config["decoder_lr"], warmup=config["warmup"] // 2)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config["lr"], weight_decay=0.0)
+    disc = PatchDiscriminator().to(device) if config.get("adv") else None
+    if disc:
+        opt_disc = torch.optim.AdamW(disc.parameters(), lr=config["lr"], betas=(0.5, 0.9), weight_decay=0.0)
+        last = (model.decoder.refine["body"][-1] if model.decoder.refine else model.decoder.net[-2]).weight
     gen = np.random.default_rng(args.seed)
     path = f"{args.out}/checkpoints/{name}.pt"
     step, wall = 0, 0.0
@@ -297,6 +338,9 @@ def main():
         ckpt = load_checkpoint(path)
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["opt"])
+        if disc:
+            disc.load_state_dict(ckpt["disc"])
+            opt_disc.load_state_dict(ckpt["opt_disc"])
         step, wall = ckpt["step"], ckpt["wall"]
         set_rng_state(gen, ckpt["rng"])
         print(f"resumed {path} at step {step}")
@@ -323,17 +367,26 @@ def main():
             g["lr"] = lr_at(step, config)
         recon, mean, logvar = model(x)
         loss, rec, kl = losses(x, recon, mean, logvar, config)
+        adv = torch.zeros(())
+        if disc and step >= config["adv_from"]:
+            adv = -disc(recon).mean()
+            loss = loss + adversarial_weight(loss, adv, last, config["adv"]) * adv
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
+        if disc:  # hinge loss; it learns from the start, the decoder hears it from `adv_from` on
+            disc_loss = F.relu(1 - disc(x)).mean() + F.relu(1 + disc(recon.detach())).mean()
+            opt_disc.zero_grad(set_to_none=True)
+            disc_loss.backward()
+            opt_disc.step()
         step += 1
-        acc.append((loss.item(), rec.item(), kl.item()))
+        acc.append((loss.item(), rec.item(), kl.item(), adv.item()))
         if step % config["log_every"] == 0 or step == config["steps"]:
             now = time.time()
             wall += now - tick
-            loss_m, rec_m, kl_m = np.mean(acc, axis=0)
-            log.write(step=step, loss=float(loss_m), rec=float(rec_m), kl=float(kl_m),
+            loss_m, rec_m, kl_m, adv_m = np.mean(acc, axis=0)
+            log.write(step=step, loss=float(loss_m), rec=float(rec_m), kl=float(kl_m), adv=float(adv_m),
                       lr=lr_at(step, config), s_per_step=(now - tick) / len(acc), wall=round(wall, 1))  # fmt: skip
             tick, acc = now, []
         if step % config["eval_every"] == 0 or step == config["steps"]:
@@ -349,6 +402,8 @@ def main():
                          data=dict(split=train.index.get("split"), seed=train.index.get("seed"), n=len(train)), seed=args.seed)  # fmt: skip
             if lineage:
                 state["source"] = lineage
+            if disc:
+                state.update(disc=disc.state_dict(), opt_disc=opt_disc.state_dict())
             save_checkpoint(path, state)
             tick = time.time()
 
