@@ -33,18 +33,19 @@ sys.path.insert(0, "training")
 import torch
 from data import file_sha256
 from util import load_checkpoint
-src, out, stage = sys.argv[1:4]
+src, out, stage, *config = sys.argv[1:]
 if stage == "vae":
     vae = load_checkpoint(f"{src}/vae-v3.pt")
     vae.pop("opt", None)
     torch.save(vae, f"{out}/vae-v3.pt")
     print("vae step", vae["step"], "val_psnr", vae["val_psnr"], "scale", vae["scaling_factor"])
 else:
-    ldm = load_checkpoint(f"{src}/ldm-{sys.argv[4]}.pt")
+    name = f"ldm-{config[0]}.pt"
+    ldm = load_checkpoint(f"{src}/{name}")
     for key in ("opt", "model"):
         ldm.pop(key)
     ldm["vae"].update(path="vae-v3.pt", sha256=file_sha256(f"{out}/vae-v3.pt"))
-    torch.save(ldm, f"{out}/ldm-{sys.argv[4]}.pt")
+    torch.save(ldm, f"{out}/{name}")
     print("ldm step", ldm["step"], "val_loss", ldm["val_loss"])
 PY
 }

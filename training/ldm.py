@@ -43,19 +43,16 @@ CONFIGS = {
                 heads=4, d_emb=256, num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
                 snr_gamma=5.0, cond_drop=0.12, unk_drop=0.03, batch=256, steps=100000, lr=1e-3, warmup=500,
                 weight_decay=0.01, ema=0.9995, log_every=100, eval_every=2500, n_eval=512, guidance=5.0),
-    # gpu-more: the released weights trained further on a lent GPU (`--init`, training/gpu.sh with LDM_INIT). The
-    # gpu run took 73 ms a step at batch 256 on an H100, about what a step of this small network costs in kernel
-    # launches alone, so four times the batch should cost little more per step; a lower peak rate, as the
-    # weights start trained.
-    "gpu-more": dict(max_length=48, d_cond=128, text_layers=3, text_heads=4, channels=(64, 128), blocks=1,
-                     heads=4, d_emb=256, num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
-                     snr_gamma=5.0, cond_drop=0.12, unk_drop=0.03, batch=1024, steps=100000, lr=5e-4, warmup=200,
-                     weight_decay=0.01, ema=0.999, log_every=100, eval_every=1000, n_eval=512, guidance=5.0),
     "tiny": dict(max_length=48, d_cond=32, text_layers=1, text_heads=2, channels=(16, 32), blocks=1,
                  heads=2, d_emb=64, num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
                  snr_gamma=5.0, cond_drop=0.12, unk_drop=0.03, batch=8, steps=20, lr=1e-3, warmup=5,
                  weight_decay=0.01, ema=0.99, log_every=5, eval_every=10, n_eval=16, guidance=5.0),
 }  # fmt: skip
+# gpu-more: the released weights trained further on a lent GPU (`--init`, training/gpu.sh with LDM_INIT), so the
+# architecture stays gpu's. The gpu run took 73 ms a step at batch 256 on an H100, about what a step of this
+# small network costs in kernel launches alone, so four times the batch should cost little more per step; a
+# lower peak rate, as the weights start trained.
+CONFIGS["gpu-more"] = dict(CONFIGS["gpu"], batch=1024, lr=5e-4, warmup=200, ema=0.999, eval_every=1000)
 
 
 class Attention(nn.Module):
@@ -310,7 +307,8 @@ def main():
         raise SystemExit(f"--init {args.init}: trained on latents with scaling factor {init['vae']['scaling_factor']}, "
                          f"{vae_path} has {scale}")
     if resume or init:
-        tok = WordTokenizer((resume or init)["tokenizer"]["vocab"], (resume or init)["tokenizer"]["max_length"])
+        saved = (resume or init)["tokenizer"]
+        tok = WordTokenizer(saved["vocab"], saved["max_length"])
     else:
         tok = WordTokenizer.build([t for ts in train.texts() for t in ts], config["max_length"])
     train_lat = latent_cache(train, vae.encoder, vae_path, args.out, device)

@@ -55,24 +55,21 @@ CONFIGS = {
     "v3": dict(channels=(48, 96, 128), latent=4, extra=2, refine=32, batch=64, crop=64, full_from=0, steps=60000,
                lr=6e-4, warmup=500, decoder_lr=3e-4, beta=1e-5, edge=1.0, edge_weight=4.0, l2=0.0, ssim=1.0,
                log_every=100, eval_every=2000, n_eval=512),
-    # v3f: v3's decoder fine-tuned on the CPU on v3's frozen encoder (`--decoder-only`, so the LDM and everything
-    # trained on its latents stay valid). The v3 round trips lost small stars and crosses (drawn as blobs) and
-    # blurred flat fills' edges until the detector read watercolor; `focus` draws images with small objects,
-    # stars and crosses more often (weight 1 + focus · their number), so the steps go where the losses are.
-    # 5,000 steps on 2 threads (39 min): val-r PSNR 37.8 → 38.8 dB, detector agreement 0.963 → 0.976 (shape
-    # 0.907 → 0.953), oracle-vae ceiling 0.847 → 0.912.
-    "v3f": dict(channels=(48, 96, 128), latent=4, extra=2, refine=32, batch=16, crop=64, full_from=0, steps=5000,
-                lr=3e-4, warmup=250, decoder_lr=3e-4, beta=1e-5, edge=1.0, edge_weight=4.0, l2=0.0, ssim=1.0,
-                focus=1.0, log_every=50, eval_every=500, n_eval=512),
-    # v3g: v3f's decoder (`--decoder-only vae-v3f-decoder.pt`) with the adversarial term added: 3,000 steps on 2
-    # threads (43 min): val-r PSNR 38.8 → 39.2 dB, detector agreement 0.976 → 0.985 (style 0.912 → 0.948, flat
-    # fills no longer read as watercolor as often), oracle-vae ceiling 0.912 → 0.942.
-    "v3g": dict(channels=(48, 96, 128), latent=4, extra=2, refine=32, batch=16, crop=64, full_from=0, steps=3000,
-                lr=1e-4, warmup=100, decoder_lr=1e-4, beta=1e-5, edge=1.0, edge_weight=4.0, l2=0.0, ssim=1.0,
-                focus=1.0, adv=0.1, adv_from=300, log_every=50, eval_every=500, n_eval=512),
     "tiny": dict(channels=(8, 8, 16), latent=4, batch=8, crop=32, full_from=0.6, steps=20, lr=2e-3, warmup=5,
                  decoder_lr=1e-3, beta=1e-5, edge=0.5, ssim=1.0, log_every=5, eval_every=10, n_eval=16),
 }  # fmt: skip
+# v3f: v3's decoder fine-tuned on the CPU on v3's frozen encoder (`--decoder-only`, so the LDM and everything
+# trained on its latents stay valid; the architecture must stay v3's). The v3 round trips lost small stars and
+# crosses (drawn as blobs) and blurred flat fills' edges until the detector read watercolor; `focus` draws
+# images with small objects, stars and crosses more often (weight 1 + focus · their number), so the steps go
+# where the losses are. 5,000 steps on 2 threads (39 min): val-r PSNR 37.8 → 38.8 dB, detector agreement
+# 0.963 → 0.976 (shape 0.907 → 0.953), oracle-vae ceiling 0.847 → 0.912.
+CONFIGS["v3f"] = dict(CONFIGS["v3"], batch=16, steps=5000, lr=3e-4, warmup=250, focus=1.0, log_every=50,
+                      eval_every=500)
+# v3g: v3f's decoder (`--decoder-only vae-v3f-decoder.pt`) with the adversarial term added: 3,000 steps on 2
+# threads (43 min): val-r PSNR 38.8 → 39.2 dB, detector agreement 0.976 → 0.985 (style 0.912 → 0.948, flat
+# fills no longer read as watercolor as often), oracle-vae ceiling 0.912 → 0.942.
+CONFIGS["v3g"] = dict(CONFIGS["v3f"], steps=3000, lr=1e-4, warmup=100, decoder_lr=1e-4, adv=0.1, adv_from=300)
 ARCH_KEYS = ("channels", "latent", "extra", "refine")
 ARCH_DEFAULTS = dict(extra=0, refine=0)
 
