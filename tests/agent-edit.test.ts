@@ -18,6 +18,7 @@ import { Planner } from "../planner/planner.ts";
 import type { CellReading } from "../src/agent/describer.ts";
 import { cellMask, chooseEditStrategy, stayingObjects } from "../src/agent/edit-strategy.ts";
 import { AgentEngine } from "../src/agent/engine.ts";
+import { foregroundCoverage } from "../src/agent/matte.ts";
 import type { GenerateResult, SessionState } from "../src/service/engine.ts";
 import { loadFixtureAgent, recorder, SwitchDescriber } from "./agent-harness.ts";
 
@@ -71,18 +72,27 @@ describe("edit strategy", () => {
     });
   });
 
-  it("regenerates (same seed, new plan) for a background, style or lighting change", () => {
-    for (const [field, change] of [
-      ["background", { background: "black" }],
-      ["style", { style: "watercolor" }],
-      ["lighting", { lighting: "warm" }],
-    ] as const) {
-      const after = scene([star, circle, squares], change);
-      expect(chooseEditStrategy(before, after)).toMatchObject({
+  it("composes a background or lighting change from the session image, and regenerates a style change", () => {
+    expect(chooseEditStrategy(before, scene([star, circle, squares], { background: "black" }))).toEqual({
+      kind: "compose",
+      changes: ["background"],
+      reason: "only the background changed: the same objects, composed",
+    });
+    expect(
+      chooseEditStrategy(before, scene([star, circle, squares], { background: "sky", lighting: "warm" })),
+    ).toMatchObject({ kind: "compose", changes: ["background", "lighting"] });
+    expect(chooseEditStrategy(before, scene([star, circle, squares], { style: "watercolor" }))).toMatchObject(
+      {
         kind: "regenerate",
-        reason: expect.stringContaining(`only the ${field} changed`),
-      });
-    }
+        reason: expect.stringContaining("only the style changed"),
+      },
+    );
+    expect(
+      chooseEditStrategy(before, scene([star, circle, squares], { style: "outline", lighting: "dim" })),
+    ).toMatchObject({
+      kind: "regenerate",
+      reason: expect.stringContaining("only the style, lighting changed"),
+    });
   });
 
   it("finds objects without a grid position where the describer reads them, and room for added ones", () => {
@@ -253,7 +263,7 @@ describe("edits through the agent", () => {
     });
   });
 
-  it("a background change regenerates the new plan with the session's seed and sampler", async () => {
+  it("a background change puts the session image's objects over the new plan's image (same seed, sampler)", async () => {
     const result = await engine.edit(
       session,
       { text: "make the background black" },
@@ -263,11 +273,19 @@ describe("edits through the agent", () => {
     const round = result.trace[0]!;
     expect(round.plan).toContain("background black");
     expect(round.edit).toMatchObject({
-      strategy: "regenerate",
+      strategy: "compose",
       reason: expect.stringContaining("background"),
     });
     expect(round).toMatchObject({ mode: "txt2img", seeds: [21], settings: { sampler: "euler" } });
     expect(round.settings.strength).toBeUndefined();
+    // Fully covered pixels of the session's objects are copied; the background around them is new.
+    const coverage = foregroundCoverage(session.image!);
+    const moved = new Set(changed(session.image!, round.images[0]!));
+    const cores = [...coverage.keys()].filter((i) => coverage[i] === 1);
+    const background = [...coverage.keys()].filter((i) => coverage[i] === 0);
+    expect(cores.length).toBeGreaterThan(0);
+    expect(cores.filter((i) => moved.has(i))).toEqual([]);
+    expect(background.filter((i) => moved.has(i)).length).toBeGreaterThan(0.9 * background.length);
   });
 
   it("a lock needs projection layers: this engine conditions through the text encoder", async () => {
@@ -324,7 +342,7 @@ describe("edits keep untouched objects in their cells", () => {
     await engine?.dispose();
   });
 
-  it("a regenerated image that moved them is critiqued for it, and the next round repairs them back", async () => {
+  it("an edited image read with them moved is critiqued for it, and the next round repairs them back", async () => {
     const image = (
       await engine.generate({ plan: sessionPlan, seed: 4, steps: 2, rounds: 1 }, recorder().context)
     ).images[0]!;
@@ -339,7 +357,7 @@ describe("edits keep untouched objects in their cells", () => {
       plan: sessionPlan,
     };
     describer.reset();
-    // The session image shows the squares on the left and right; the regenerated one at the top and bottom.
+    // The session image shows the squares on the left and right; the edited one at the top and bottom.
     const moved = printPlan(scene([squares], { background: "black" }));
     describer.script = [
       { plan: sessionPlan, cells: cellsWith("left", "right") },
@@ -353,7 +371,7 @@ describe("edits keep untouched objects in their cells", () => {
     );
     const [round1, round2] = result.trace;
     expect(round1!.plan).toContain("background black");
-    expect(round1!.edit).toMatchObject({ strategy: "regenerate" });
+    expect(round1!.edit).toMatchObject({ strategy: "compose" });
     expect(round1!.critique!.text).toBe(
       "the green square should stay on the left; the green square should stay on the right",
     );

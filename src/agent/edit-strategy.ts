@@ -9,8 +9,16 @@
  *   those cells; every other pixel is kept bit for bit, under the same seed. When the describer reads cells,
  *   the engine starts such an edit with a cell repair of the session image towards the new plan instead
  *   (cell-repair.ts), which repaints these cells and any the session image already had wrong.
- * - `regenerate`: only the background, style or lighting changed. txt2img of the new plan with the session's
- *   seed and sampler: the same objects under the same starting noise.
+ * - `compose`: only the background or the lighting (or both) changed. The new plan is rendered with the
+ *   session's seed and sampler, and lends the session image what changed (matte.ts): its light, as a gain
+ *   per channel read from the two images' background plates, and its background, under the session image's
+ *   objects cut out by their matte. The objects are the session image's own pixels. Measured on the 66 edit
+ *   dialogues (`atelier eval --mode agent --categories edit`, 2 images per prompt, seed 1): preservation
+ *   71.4 % → 84.1 % of 126 untouched objects (lighting edits keep 33 of 33 instead of 24, background edits
+ *   19 of 28 instead of 12), edit accuracy 57.6 → 59.1 %. Over a black background the light cannot be read
+ *   and the rendering is taken as it is.
+ * - `regenerate`: the style changed (alone or with the background or lighting). txt2img of the new plan with
+ *   the session's seed and sampler: the same objects under the same starting noise.
  * - `img2img`: anything else (a mix of object and scene changes, a changed object that anchors a relation,
  *   a changed object the describer cannot find, or no visible change), from the previous image with the
  *   same seed.
@@ -40,6 +48,7 @@ import type { CellReading } from "./describer.ts";
 
 export type EditStrategy =
   | { kind: "inpaint"; cells: Position[]; reason: string }
+  | { kind: "compose"; changes: ("background" | "lighting")[]; reason: string }
   | { kind: "regenerate"; reason: string }
   | { kind: "img2img"; reason: string };
 
@@ -127,6 +136,13 @@ export function chooseEditStrategy(before: Scene, after: Scene, readings?: CellR
   const freeChanged = changesFreeObjects(before, after);
   const objectsChanged = cells.length > 0 || freeChanged;
   if (diff.issues.length === 0) return { kind: "img2img", reason: "the plan did not change" };
+  const composable = scene.filter((f): f is "background" | "lighting" => f !== "style");
+  if (!objectsChanged && composable.length > 0 && composable.length === scene.length)
+    return {
+      kind: "compose",
+      changes: composable,
+      reason: `only the ${composable.join(" and ")} changed: the same objects, composed`,
+    };
   if (!objectsChanged)
     return { kind: "regenerate", reason: `only the ${scene.join(", ")} changed: same objects, same seed` };
   if (scene.length > 0)

@@ -82,7 +82,7 @@ import {
   since,
 } from "../service/generation.ts";
 import { planRepair, type Repair, type RepairContext } from "./cell-repair.ts";
-import { critique, type Stay } from "./critic.ts";
+import { type CritiqueIssue, critique, type Stay } from "./critic.ts";
 import {
   type CellReading,
   type Describer,
@@ -102,6 +102,7 @@ import {
   type RoundRecord,
   stepsFor,
 } from "./loop.ts";
+import { lightingGain, relight, replaceBackground } from "./matte.ts";
 import { separation } from "./separation.ts";
 
 export const DEFAULT_ROUNDS = 3;
@@ -168,9 +169,29 @@ export interface AgentEngineOptions {
   verify?: boolean;
 }
 
+/** A scene-only edit's rendering: the new plan's image lends its background or light to the session image. */
+interface Compose {
+  session: RgbImage;
+  changes: ("background" | "lighting")[];
+}
+
+/**
+ * The session image under the generated image's lighting and over its background (matte.ts), or the
+ * generated image itself when the light cannot be read from a dark background.
+ */
+function composeEdit(compose: Compose, generated: RgbImage): RgbImage {
+  let image = compose.session;
+  if (compose.changes.includes("lighting")) {
+    const gain = lightingGain(image, generated);
+    if (!gain) return generated;
+    image = relight(image, gain);
+  }
+  return compose.changes.includes("background") ? replaceBackground(image, generated) : image;
+}
+
 /** How the rounds of one run render: a fresh image, or an edit of the session's image. */
 type Action =
-  | { kind: "txt2img"; record?: EditRecord; lock?: Lock }
+  | { kind: "txt2img"; record?: EditRecord; lock?: Lock; compose?: Compose }
   | { kind: "source"; source: Source; record: EditRecord; lock?: Lock };
 type EditRecord = NonNullable<TraceRound["edit"]>;
 
@@ -647,6 +668,12 @@ export class AgentEngine implements Engine {
         record: { strategy: "inpaint", reason: strategy.reason, cells: strategy.cells },
       };
     }
+    if (strategy.kind === "compose")
+      return {
+        kind: "txt2img",
+        record: { strategy: "compose", reason: strategy.reason },
+        compose: { session: base, changes: strategy.changes },
+      };
     if (strategy.kind === "regenerate")
       return { kind: "txt2img", record: { strategy: "regenerate", reason: strategy.reason } };
     return img2img(strategy.reason);
@@ -695,7 +722,7 @@ export class AgentEngine implements Engine {
     const { settings } = job;
     const seed = (settings.seed + (state.round - 1) * settings.n) >>> 0;
     const options = { ...settings, seed, guidance: state.guidance };
-    const sampled = job.repair
+    let sampled = job.repair
       ? await this.repairPasses(job.repair, options, state.round, job.context)
       : await samplePass(
           this.model,
@@ -705,6 +732,8 @@ export class AgentEngine implements Engine {
           state.round,
           job.context,
         );
+    const compose = job.action.kind === "txt2img" && !job.repair ? job.action.compose : undefined;
+    if (compose) sampled = { ...sampled, images: sampled.images.map((image) => composeEdit(compose, image)) };
     const keys = sampled.images.map((image, i) => {
       const key = `${state.round}.${i}`;
       job.images.set(key, image);
@@ -872,6 +901,11 @@ export class AgentEngine implements Engine {
     const image = job.images.get(best.images[0]!)!;
     const readings = job.readings.get(best.images[0]!);
     if (!readings) return null;
+    // A composed edit whose background or light is wrong took it from a rendering that got it wrong: the
+    // next round borrows from another rendering rather than repairing cells.
+    const issues = (best.critique?.data as { issues: CritiqueIssue[] } | undefined)?.issues ?? [];
+    const composed = job.action.kind === "txt2img" && job.action.compose;
+    if (composed && issues.some((i) => i.field === "background" || i.field === "lighting")) return null;
     const repair = this.planRepairOf(parsePlan(state.target), image, readings, job.home, job.failedDraws);
     return repair && { ...repair, from: best.round, image, conditioned: [] };
   }

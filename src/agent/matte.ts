@@ -1,0 +1,214 @@
+/**
+ * A foreground matte of an image whose background is a smooth plate (a flat colour or a vertical
+ * gradient), for edits that replace the background and keep the objects.
+ *
+ * The plate is fitted to the border pixels, per channel a straight line in the row, with the pixels
+ * that objects cover dropped as outliers. A pixel is foreground core when it stands far from the plate;
+ * around a core, a pixel's coverage is its offset from the plate projected on the offset of the most
+ * contrasting core pixel nearby (the object's colour there), the linear mixing model of alpha matting
+ * with a known background (Smith & Blinn 1996, "Blue Screen Matting"). Everything else is background.
+ */
+import { createImage, type Mask, type RgbImage } from "../../pipelines/image.ts";
+
+/** Border band the plate is fitted to, in px. */
+const BORDER = 2;
+/** Offset from the plate (RGB Euclidean) above which a pixel is an object's core. */
+const CORE_OFFSET = 40;
+/** How far around a core pixel coverage is measured, and where the object's colour is looked for. */
+const REACH = 2;
+
+/** Least-squares line v = a + b·y through (ys, vs) with weights (1 = use, 0 = outlier). */
+function fitLine(ys: readonly number[], vs: readonly number[], use: readonly boolean[]): [number, number] {
+  let n = 0;
+  let sy = 0;
+  let sv = 0;
+  let syy = 0;
+  let syv = 0;
+  ys.forEach((y, i) => {
+    if (!use[i]) return;
+    n++;
+    sy += y;
+    sv += vs[i]!;
+    syy += y * y;
+    syv += y * vs[i]!;
+  });
+  const det = n * syy - sy * sy;
+  if (n === 0) return [0, 0];
+  if (det === 0) return [sv / n, 0];
+  const b = (n * syv - sy * sv) / det;
+  return [(sv - b * sy) / n, b];
+}
+
+/** The background colour of every row (height × 3), fitted to the border pixels. */
+export function backgroundPlate(image: RgbImage): Float32Array {
+  const { width, height, data } = image;
+  const ys: number[] = [];
+  const pixels: number[] = [];
+  for (let y = 0; y < height; y++)
+    for (let x = 0; x < width; x++)
+      if (x < BORDER || y < BORDER || x >= width - BORDER || y >= height - BORDER) {
+        ys.push(y);
+        pixels.push(y * width + x);
+      }
+  let use = pixels.map(() => true);
+  let lines: [number, number][] = [];
+  // Two passes: fit, drop the pixels far from the fit (objects on the border), fit again.
+  for (let pass = 0; pass < 2; pass++) {
+    lines = [0, 1, 2].map((c) =>
+      fitLine(
+        ys,
+        pixels.map((p) => data[p * 3 + c]!),
+        use,
+      ),
+    );
+    const residuals = pixels.map((p, i) =>
+      [0, 1, 2].reduce((s, c) => s + Math.abs(data[p * 3 + c]! - (lines[c]![0] + lines[c]![1] * ys[i]!)), 0),
+    );
+    const sorted = [...residuals].sort((a, b) => a - b);
+    const limit = Math.max(12, 3 * sorted[Math.floor(sorted.length / 2)]!);
+    use = residuals.map((r) => r <= limit);
+  }
+  const plate = new Float32Array(height * 3);
+  for (let y = 0; y < height; y++)
+    for (let c = 0; c < 3; c++) plate[y * 3 + c] = lines[c]![0] + lines[c]![1] * y;
+  return plate;
+}
+
+/** Per pixel, its coverage by foreground in [0, 1]. */
+export function foregroundCoverage(image: RgbImage): Float32Array {
+  const { width, height, data } = image;
+  const plate = backgroundPlate(image);
+  const offset = new Float32Array(width * height * 3);
+  const contrast = new Float32Array(width * height);
+  for (let y = 0; y < height; y++)
+    for (let x = 0; x < width; x++) {
+      const p = y * width + x;
+      let sum = 0;
+      for (let c = 0; c < 3; c++) {
+        const d = data[p * 3 + c]! - plate[y * 3 + c]!;
+        offset[p * 3 + c] = d;
+        sum += d * d;
+      }
+      contrast[p] = Math.sqrt(sum);
+    }
+  const coverage = new Float32Array(width * height);
+  for (let y = 0; y < height; y++)
+    for (let x = 0; x < width; x++) {
+      const p = y * width + x;
+      // The object's colour here: the most contrasting core pixel within reach.
+      let core = -1;
+      for (let dy = -REACH; dy <= REACH; dy++)
+        for (let dx = -REACH; dx <= REACH; dx++) {
+          const qx = x + dx;
+          const qy = y + dy;
+          if (qx < 0 || qy < 0 || qx >= width || qy >= height) continue;
+          const q = qy * width + qx;
+          if (contrast[q]! > CORE_OFFSET && (core < 0 || contrast[q]! > contrast[core]!)) core = q;
+        }
+      if (core < 0) continue;
+      let dot = 0;
+      for (let c = 0; c < 3; c++) dot += offset[p * 3 + c]! * offset[core * 3 + c]!;
+      coverage[p] = Math.min(1, Math.max(0, dot / (contrast[core]! * contrast[core]!)));
+    }
+  return coverage;
+}
+
+/** Repaint mask (255) of everything but the foreground, soft along the objects' edges. */
+export function backgroundMask(image: RgbImage): Mask {
+  const coverage = foregroundCoverage(image);
+  const data = new Uint8Array(coverage.length);
+  for (let i = 0; i < coverage.length; i++) data[i] = Math.round(255 * (1 - coverage[i]!));
+  return { width: image.width, height: image.height, data };
+}
+
+/** Offset from the plate above which a pixel of the generated image is taken for part of an object. */
+const GENERATED_OFFSET = 20;
+
+/**
+ * The generated image's background: its own pixels, except around what stands off its plate (objects it
+ * drew, with their soft edges), where the plate is taken.
+ */
+function backgroundOf(generated: RgbImage): Float32Array {
+  const { width, height, data } = generated;
+  const plate = backgroundPlate(generated);
+  const off = new Uint8Array(width * height);
+  for (let y = 0; y < height; y++)
+    for (let x = 0; x < width; x++) {
+      const p = y * width + x;
+      let sum = 0;
+      for (let c = 0; c < 3; c++) sum += (data[p * 3 + c]! - plate[y * 3 + c]!) ** 2;
+      if (sum > GENERATED_OFFSET * GENERATED_OFFSET) off[p] = 1;
+    }
+  const out = new Float32Array(width * height * 3);
+  for (let y = 0; y < height; y++)
+    for (let x = 0; x < width; x++) {
+      let near = false;
+      for (let dy = -REACH; dy <= REACH && !near; dy++)
+        for (let dx = -REACH; dx <= REACH && !near; dx++) {
+          const qx = x + dx;
+          const qy = y + dy;
+          near = qx >= 0 && qy >= 0 && qx < width && qy < height && off[qy * width + qx] === 1;
+        }
+      const p = y * width + x;
+      for (let c = 0; c < 3; c++) out[p * 3 + c] = near ? plate[y * 3 + c]! : data[p * 3 + c]!;
+    }
+  return out;
+}
+
+/**
+ * The session image's objects over the generated image's background (backgroundOf). Along the objects'
+ * edges the session's background is unmixed out (out = session + (1 − coverage)·(new − old background)),
+ * so an edge pixel blends the object with the new background as the original blended it with the old.
+ */
+export function replaceBackground(session: RgbImage, generated: RgbImage): RgbImage {
+  const { width, height } = session;
+  const coverage = foregroundCoverage(session);
+  const oldPlate = backgroundPlate(session);
+  const background = backgroundOf(generated);
+  const out = createImage(width, height);
+  for (let y = 0; y < height; y++)
+    for (let x = 0; x < width; x++) {
+      const p = y * width + x;
+      const c = coverage[p]!;
+      for (let ch = 0; ch < 3; ch++) {
+        const k = p * 3 + ch;
+        const value =
+          c === 0 ? background[k]! : session.data[k]! + (1 - c) * (background[k]! - oldPlate[y * 3 + ch]!);
+        out.data[k] = Math.min(255, Math.max(0, Math.round(value)));
+      }
+    }
+  return out;
+}
+
+/** Mean plate level (0–255) below which a channel's gain is not read: a dark plate leaves it too uncertain. */
+const MIN_PLATE_LEVEL = 40;
+
+/**
+ * The per-channel gain that turns the session image's lighting into the generated image's, read from
+ * their background plates (a light colours the whole scene alike), or null when a plate is too dark.
+ */
+export function lightingGain(session: RgbImage, generated: RgbImage): [number, number, number] | null {
+  const mean = (plate: Float32Array, c: number) => {
+    let sum = 0;
+    for (let y = 0; y < plate.length / 3; y++) sum += plate[y * 3 + c]!;
+    return sum / (plate.length / 3);
+  };
+  const before = backgroundPlate(session);
+  const after = backgroundPlate(generated);
+  const gain: number[] = [];
+  for (let c = 0; c < 3; c++) {
+    const from = mean(before, c);
+    const to = mean(after, c);
+    if (from < MIN_PLATE_LEVEL || to < MIN_PLATE_LEVEL) return null;
+    gain.push(to / from);
+  }
+  return gain as [number, number, number];
+}
+
+/** The image under another light: every channel scaled by its gain. */
+export function relight(image: RgbImage, gain: readonly [number, number, number]): RgbImage {
+  const out = createImage(image.width, image.height);
+  for (let k = 0; k < image.data.length; k++)
+    out.data[k] = Math.min(255, Math.round(image.data[k]! * gain[k % 3]!));
+  return out;
+}
