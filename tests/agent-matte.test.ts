@@ -8,8 +8,15 @@ import { layoutScene, positionAt } from "../evals/layout.ts";
 import { renderScene } from "../evals/render.ts";
 import { createRng } from "../evals/rng.ts";
 import { sampleScene } from "../evals/sample.ts";
-import { BACKGROUNDS, LIGHTINGS, type Scene } from "../evals/scene.ts";
-import { foregroundCoverage, lightingGain, relight, replaceBackground } from "../src/agent/matte.ts";
+import { BACKGROUNDS, LIGHTINGS, POSITIONS, type Scene } from "../evals/scene.ts";
+import { cellMask } from "../src/agent/edit-strategy.ts";
+import {
+  foregroundCoverage,
+  lightingGain,
+  relight,
+  replaceBackground,
+  transplant,
+} from "../src/agent/matte.ts";
 
 const objectsOf = (
   scene: Scene,
@@ -82,5 +89,31 @@ describe("matte", () => {
       if (JSON.stringify(objectsOf(after, i, image)) === JSON.stringify(objectsOf(after, i))) same++;
     }
     expect(same / relit).toBeGreaterThan(0.95);
+  });
+
+  it("transplants a cell: the object drawn there replaces the cell's content, every other pixel stays", () => {
+    const rng = createRng(7);
+    let same = 0;
+    const n = 120;
+    for (let i = 0; i < n; i++) {
+      const scene = sampleScene(rng);
+      const layout = layoutScene(scene, i);
+      const [moved, ...rest] = layout.instances;
+      // The generated image: the same world with only the moved object, drawn in the first free cell.
+      const free = [...Array(9).keys()].find((c) => !layout.instances.some((o) => o.cell === c))!;
+      const col = free % 3;
+      const row = Math.floor(free / 3);
+      const drawn = { ...moved!, cell: free, cx: (col + 0.5) * (64 / 3), cy: (row + 0.5) * (64 / 3) };
+      const generated = renderScene(scene, { instances: [drawn] }, i + 1000);
+      const session = renderScene(scene, layout, i);
+      const region = cellMask([POSITIONS[free]!, POSITIONS[moved!.cell]!], 64, 64);
+      const image = transplant(session, generated, region);
+      for (let p = 0; p < 64 * 64; p++)
+        if (region.data[p] === 0)
+          for (let c = 0; c < 3; c++) expect(image.data[p * 3 + c]).toBe(session.data[p * 3 + c]);
+      const after = renderScene(scene, { instances: [...rest, drawn] }, i);
+      if (JSON.stringify(objectsOf(scene, i, image)) === JSON.stringify(objectsOf(scene, i, after))) same++;
+    }
+    expect(same / n).toBeGreaterThan(0.95);
   });
 });

@@ -14,14 +14,15 @@
  * a little less); objects placed anywhere go where they are seen. An edit adds a preference: an object the
  * session image already showed stays in the cell it was in there (what preservation asks for).
  *
- * The repair repaints exactly the cells whose reading differs from what the assignment puts there, by
- * inpainting (pipelines/inpaint.ts: every other pixel is kept), one pass per object under a *repair plan*
- * that pins the object to its cell, with the target's style, background and lighting. A cell to erase is
- * repainted under a plan whose object is elsewhere, so it fills with background. One pass, on the committed
- * models (`npx tsx src/agent/repair-eval.ts`: 30 eval prompts, one try each, judged by the evaluator's
- * oracle): an object drawn into an empty cell shows its shape and colour there 24 times of 30 when large, 21
- * when medium, 12 when small (the denoiser's small shapes are its weakest); an erased cell comes out empty
- * 17 times of 17.
+ * The repair repaints exactly the cells whose reading differs from what the assignment puts there, one pass
+ * per object under a *repair plan* that pins the object to its cell, with the target's style, background
+ * and lighting: the engine renders the plan whole and transplants the pass's cells into the image (matte.ts:
+ * every other pixel is kept). A cell to erase is repainted under a plan whose object is elsewhere, so it
+ * fills with background. One pass, on the committed models (`npx tsx src/agent/repair-eval.ts --every 6`:
+ * 59 eval prompts, one try each, judged by the evaluator's oracle): an object drawn into an empty cell shows
+ * its shape and colour there 57 times of 59 when large, 53 when medium, 46 when small; inpainting the cell
+ * instead (pipelines/inpaint.ts) 53, 46 and 18 — into a hole the denoiser draws small shapes least. An
+ * erased cell comes out empty 33 times of 33 (inpainted: 31).
  */
 import { GRID, relationHolds } from "../../evals/layout.ts";
 import {

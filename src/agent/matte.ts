@@ -212,3 +212,31 @@ export function relight(image: RgbImage, gain: readonly [number, number, number]
     out.data[k] = Math.min(255, Math.round(image.data[k]! * gain[k % 3]!));
   return out;
 }
+
+/**
+ * The image with a region's content replaced by what the generated image draws there: the region is cleared
+ * to the image's background plate and the generated image's objects are laid over it, unmixed from the
+ * generated plate onto the image's (as replaceBackground does). Every other pixel is the image's own.
+ */
+export function transplant(image: RgbImage, generated: RgbImage, region: Mask): RgbImage {
+  const { width, height } = image;
+  const plate = backgroundPlate(image);
+  const generatedPlate = backgroundPlate(generated);
+  const coverage = foregroundCoverage(generated);
+  const out = createImage(width, height);
+  out.data.set(image.data);
+  for (let y = 0; y < height; y++)
+    for (let x = 0; x < width; x++) {
+      const p = y * width + x;
+      if (region.data[p] === 0) continue;
+      const g = coverage[p]!;
+      for (let c = 0; c < 3; c++) {
+        const k = p * 3 + c;
+        const background = plate[y * 3 + c]!;
+        const value =
+          g === 0 ? background : generated.data[k]! + (1 - g) * (background - generatedPlate[y * 3 + c]!);
+        out.data[k] = Math.min(255, Math.max(0, Math.round(value)));
+      }
+    }
+  return out;
+}

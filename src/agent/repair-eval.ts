@@ -1,9 +1,11 @@
 /**
  * How often one repair pass (cell-repair.ts) draws what it is asked to: for a sample of single-turn eval
  * prompts, the plan is rendered, an empty cell of the image (by the evaluator's oracle detector: this is a
- * measurement, the loop never sees it) is inpainted under a plan that pins one object there, and the oracle
+ * measurement, the loop never sees it) is repainted under a plan that pins one object there, and the oracle
  * reads that cell again; per size, how often it shows the object's shape and colour, and its size too.
- * Also how often an occupied cell repainted under a plan whose object lies elsewhere comes out empty.
+ * Repainted as the loop does (`transplant`: the plan rendered whole, the cell transplanted, matte.ts) and by
+ * inpainting the cell (`inpaint`). Also how often an occupied cell repainted under a plan whose object lies
+ * elsewhere comes out empty, both ways.
  *
  *   npx tsx src/agent/repair-eval.ts [--prompts evals/prompts/shapes-geneval.jsonl] [--every 12] [--models models]
  */
@@ -13,13 +15,15 @@ import { detect } from "../../evals/detector.ts";
 import { printPlan } from "../../evals/language/plan.ts";
 import { readPromptFile } from "../../evals/language/prompt-file.ts";
 import { positionAt } from "../../evals/layout.ts";
-import { COLORS, POSITIONS, type Scene, SHAPES, SIZES } from "../../evals/scene.ts";
+import { COLORS, POSITIONS, type Position, type Scene, SHAPES, SIZES } from "../../evals/scene.ts";
+import type { RgbImage } from "../../pipelines/image.ts";
 import { loadDiffusionModel } from "../../pipelines/model-folder.ts";
 import { Planner } from "../../planner/planner.ts";
 import { loadProjection } from "../../projection/projection.ts";
 import { DEFAULTS } from "../defaults.ts";
 import { captionForScene, samplePass } from "../service/generation.ts";
 import { cellMask } from "./edit-strategy.ts";
+import { transplant } from "./matte.ts";
 
 const { values } = parseArgs({
   options: {
@@ -47,8 +51,23 @@ const every = Number(values.every);
 const prompts = readPromptFile(values.prompts!)
   .filter((p) => !p.turns)
   .filter((_, i) => i % every === 0);
-const drawn = Object.fromEntries(SIZES.map((size) => [size, { tries: 0, kind: 0, exact: 0 }]));
-const erased = { tries: 0, empty: 0 };
+const tally = () => ({ tries: 0, kind: 0, exact: 0 });
+const drawn = {
+  transplant: Object.fromEntries(SIZES.map((size) => [size, tally()])),
+  inpaint: Object.fromEntries(SIZES.map((size) => [size, tally()])),
+};
+const erased = { tries: 0, transplant: 0, inpaint: 0 };
+/** The cell repainted both ways: the loop's transplant of the whole rendering, and inpainting. */
+const repaint = async (base: RgbImage, cell: Position, scene: Scene, seed: number) => {
+  const mask = cellMask([cell], base.width, base.height);
+  const conditioned = await condition(scene);
+  const whole = (await samplePass(model, conditioned, null, { ...settings, seed }, 2, context)).images[0]!;
+  const source = { image: base, mask, strength: 1 };
+  return {
+    transplant: transplant(base, whole, mask),
+    inpaint: (await samplePass(model, conditioned, source, { ...settings, seed }, 2, context)).images[0]!,
+  };
+};
 for (const [k, prompt] of prompts.entries()) {
   const planned = await planner.plan([{ role: "user", content: prompt.prompt! }]);
   const base = (
@@ -62,16 +81,16 @@ for (const [k, prompt] of prompts.entries()) {
     const color = COLORS[(3 * k) % COLORS.length]!;
     for (const size of SIZES) {
       const object = { shape, color, size, count: 1, placement: { kind: "grid" as const, position: cell } };
-      const source = { image: base, mask: cellMask([cell], base.width, base.height), strength: 1 };
-      const conditioned = await condition({ ...planned.scene, objects: [object] });
-      const image = (await samplePass(model, conditioned, source, { ...settings, seed: 100 + k }, 2, context))
-        .images[0]!;
-      const there = cellsOf(image).filter(
-        (o) => o.position === cell && o.shape === shape && o.color === color,
-      );
-      drawn[size]!.tries++;
-      if (there.length > 0) drawn[size]!.kind++;
-      if (there.some((o) => o.size === size)) drawn[size]!.exact++;
+      const images = await repaint(base, cell, { ...planned.scene, objects: [object] }, 100 + k);
+      for (const way of ["transplant", "inpaint"] as const) {
+        const there = cellsOf(images[way]).filter(
+          (o) => o.position === cell && o.shape === shape && o.color === color,
+        );
+        const count = drawn[way][size]!;
+        count.tries++;
+        if (there.length > 0) count.kind++;
+        if (there.some((o) => o.size === size)) count.exact++;
+      }
     }
   }
   // Erase one occupied cell under a plan naming an object that stays (outside the mask).
@@ -85,12 +104,10 @@ for (const [k, prompt] of prompts.entries()) {
         count: 1,
         placement: { kind: "grid" as const, position: kept.position },
       };
-      const source = { image: base, mask: cellMask([gone.position], base.width, base.height), strength: 1 };
-      const conditioned = await condition({ ...planned.scene, objects: [object] });
-      const image = (await samplePass(model, conditioned, source, { ...settings, seed: 200 + k }, 2, context))
-        .images[0]!;
+      const images = await repaint(base, gone.position, { ...planned.scene, objects: [object] }, 200 + k);
       erased.tries++;
-      if (!cellsOf(image).some((o) => o.position === gone.position)) erased.empty++;
+      for (const way of ["transplant", "inpaint"] as const)
+        if (!cellsOf(images[way]).some((o) => o.position === gone.position)) erased[way]++;
     }
   }
 }
