@@ -263,7 +263,7 @@ describe("edits through the agent", () => {
     });
   });
 
-  it("a background change puts the session image's objects over the new plan's image (same seed, sampler)", async () => {
+  it("a background change is composed from the new plan's image, rendered with the session's seed and sampler", async () => {
     const result = await engine.edit(
       session,
       { text: "make the background black" },
@@ -276,16 +276,8 @@ describe("edits through the agent", () => {
       strategy: "compose",
       reason: expect.stringContaining("background"),
     });
-    expect(round).toMatchObject({ mode: "txt2img", seeds: [21], settings: { sampler: "euler" } });
+    expect(round).toMatchObject({ seeds: [21], settings: { sampler: "euler" } });
     expect(round.settings.strength).toBeUndefined();
-    // Fully covered pixels of the session's objects are copied; the background around them is new.
-    const coverage = foregroundCoverage(session.image!);
-    const moved = new Set(changed(session.image!, round.images[0]!));
-    const cores = [...coverage.keys()].filter((i) => coverage[i] === 1);
-    const background = [...coverage.keys()].filter((i) => coverage[i] === 0);
-    expect(cores.length).toBeGreaterThan(0);
-    expect(cores.filter((i) => moved.has(i))).toEqual([]);
-    expect(background.filter((i) => moved.has(i)).length).toBeGreaterThan(0.9 * background.length);
   });
 
   it("a lock needs projection layers: this engine conditions through the text encoder", async () => {
@@ -372,6 +364,15 @@ describe("edits keep untouched objects in their cells", () => {
     const [round1, round2] = result.trace;
     expect(round1!.plan).toContain("background black");
     expect(round1!.edit).toMatchObject({ strategy: "compose" });
+    expect(round1!.mode).toBe("txt2img");
+    // Fully covered pixels of the session's objects are copied; the background around them is new.
+    const coverage = foregroundCoverage(image);
+    const differ = new Set(changed(image, round1!.images[0]!));
+    const cores = [...coverage.keys()].filter((i) => coverage[i] === 1);
+    const background = [...coverage.keys()].filter((i) => coverage[i] === 0);
+    expect(cores.length).toBeGreaterThan(0);
+    expect(cores.filter((i) => differ.has(i))).toEqual([]);
+    expect(background.filter((i) => differ.has(i)).length).toBeGreaterThan(0.9 * background.length);
     expect(round1!.critique!.text).toBe(
       "the green square should stay on the left; the green square should stay on the right",
     );
@@ -381,6 +382,49 @@ describe("edits keep untouched objects in their cells", () => {
       reason: "repaint large green square at left, large green square at right, erase top, erase bottom",
     });
     expect(round2!.mode).toBe("inpaint");
+  });
+  it("a background change under objects read wrong composes, then repairs them, in its first round", async () => {
+    const image = (
+      await engine.generate({ plan: sessionPlan, seed: 4, steps: 2, rounds: 1 }, recorder().context)
+    ).images[0]!;
+    const state: SessionState = {
+      history: [
+        { role: "user", text: "two large green squares on a white background" },
+        { role: "assistant", text: "two large green squares", plan: sessionPlan },
+      ],
+      image,
+      seed: 4,
+      sampler: "ddim",
+      plan: sessionPlan,
+    };
+    describer.reset();
+    // The session image shows one of the two squares; the first round's image shows both.
+    const black = printPlan(scene([squares], { background: "black" }));
+    describer.script = [
+      { plan: sessionPlan, cells: cellsWith("left") },
+      { plan: black, cells: cellsWith("left", "right") },
+    ];
+    const { context, events } = recorder();
+    const result = await engine.edit(
+      state,
+      { text: "make the background black" },
+      { steps: 2, rounds: 2 },
+      context,
+    );
+    expect(result.trace).toHaveLength(1);
+    const [round] = result.trace;
+    expect(round!.edit).toMatchObject({ strategy: "compose", reason: expect.stringContaining("repaint") });
+    // One square more, in an empty cell: the one the session image shows stays where it is.
+    expect(round!.repair).toMatchObject({
+      from: 0,
+      reason: expect.stringMatching(/^repaint large green square at/),
+    });
+    expect(round!.repair!.cells).toHaveLength(1);
+    expect(round!.repair!.cells).not.toContain("left");
+    expect(round!.mode).toBe("inpaint");
+    // The whole plan, then one pass: progress counts through both.
+    const steps = events.flatMap((e) => (e.type === "step" && e.round === 1 ? [`${e.step}/${e.steps}`] : []));
+    expect(steps).toEqual(["1/4", "2/4", "3/4", "4/4"]);
   });
 });
 
