@@ -915,7 +915,8 @@ export class AgentEngine implements Engine {
    * wrong is the style, background or lighting, which no cell can fix). A best round wrong in both its cells
    * and its scene is repaired: on the 66 edit dialogues that kept 82.0 % of 61 untouched objects against
    * 78.3 % of 60 when such rounds rendered the whole plan again, the other figures unchanged (agent eval,
-   * 1 image per prompt, seed 1).
+   * 1 image per prompt, seed 1) — except a composed edit (edit-strategy.ts) with the wrong background or
+   * light, which took them from its rendering: it renders again, since no cell repair can change them.
    */
   private async repairFor(state: LoopStateType, job: Job): Promise<RunRepair | null> {
     const edit = job.edit;
@@ -924,8 +925,6 @@ export class AgentEngine implements Engine {
     const image = job.images.get(best.images[0]!)!;
     const readings = job.readings.get(best.images[0]!);
     if (!readings) return null;
-    // A composed edit whose background or light is wrong took it from a rendering that got it wrong: the
-    // next round borrows from another rendering rather than repairing cells.
     const issues = (best.critique?.data as { issues: CritiqueIssue[] } | undefined)?.issues ?? [];
     const composed = job.action.kind === "txt2img" && job.action.compose;
     if (composed && issues.some((i) => i.field === "background" || i.field === "lighting")) return null;

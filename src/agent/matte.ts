@@ -1,6 +1,8 @@
 /**
- * A foreground matte of an image whose background is a smooth plate (a flat colour or a vertical
- * gradient), for edits that replace the background and keep the objects.
+ * Compositing for the agent's edits and repairs, on images whose background is a smooth plate (a flat
+ * colour or a vertical gradient, as every background of the shapes world): a new background under the
+ * session image's objects (replaceBackground), the session image under a new light (relight, by the gain
+ * lightingGain reads), and cells of an image replaced by what a rendering draws there (transplant).
  *
  * The plate is fitted to the border pixels, per channel a straight line in the row, with the pixels
  * that objects cover dropped as outliers. A pixel is foreground core when it stands far from the plate;
@@ -12,12 +14,14 @@ import { createImage, type Mask, type RgbImage } from "../../pipelines/image.ts"
 
 /** Border band the plate is fitted to, in px. */
 const BORDER = 2;
+/** Smallest residual (sum over RGB) at which a border pixel is dropped from the plate's fit. */
+const MIN_OUTLIER = 12;
 /** Offset from the plate (RGB Euclidean) above which a pixel is an object's core. */
 const CORE_OFFSET = 40;
 /** How far around a core pixel coverage is measured, and where the object's colour is looked for. */
 const REACH = 2;
 
-/** Least-squares line v = a + b·y through (ys, vs) with weights (1 = use, 0 = outlier). */
+/** Least-squares line v = a + b·y through the points (ys, vs) that `use` keeps. */
 function fitLine(ys: readonly number[], vs: readonly number[], use: readonly boolean[]): [number, number] {
   let n = 0;
   let sy = 0;
@@ -50,24 +54,22 @@ export function backgroundPlate(image: RgbImage): Float32Array {
         ys.push(y);
         pixels.push(y * width + x);
       }
-  let use = pixels.map(() => true);
-  let lines: [number, number][] = [];
-  // Two passes: fit, drop the pixels far from the fit (objects on the border), fit again.
-  for (let pass = 0; pass < 2; pass++) {
-    lines = [0, 1, 2].map((c) =>
+  const fitPlate = (use: readonly boolean[]) =>
+    [0, 1, 2].map((c) =>
       fitLine(
         ys,
         pixels.map((p) => data[p * 3 + c]!),
         use,
       ),
     );
-    const residuals = pixels.map((p, i) =>
-      [0, 1, 2].reduce((s, c) => s + Math.abs(data[p * 3 + c]! - (lines[c]![0] + lines[c]![1] * ys[i]!)), 0),
-    );
-    const sorted = [...residuals].sort((a, b) => a - b);
-    const limit = Math.max(12, 3 * sorted[Math.floor(sorted.length / 2)]!);
-    use = residuals.map((r) => r <= limit);
-  }
+  // Fit, drop the pixels far from the fit (objects on the border), fit again.
+  const first = fitPlate(pixels.map(() => true));
+  const residuals = pixels.map((p, i) =>
+    [0, 1, 2].reduce((s, c) => s + Math.abs(data[p * 3 + c]! - (first[c]![0] + first[c]![1] * ys[i]!)), 0),
+  );
+  const sorted = [...residuals].sort((a, b) => a - b);
+  const limit = Math.max(MIN_OUTLIER, 3 * sorted[Math.floor(sorted.length / 2)]!);
+  const lines = fitPlate(residuals.map((r) => r <= limit));
   const plate = new Float32Array(height * 3);
   for (let y = 0; y < height; y++)
     for (let c = 0; c < 3; c++) plate[y * 3 + c] = lines[c]![0] + lines[c]![1] * y;
@@ -111,14 +113,6 @@ export function foregroundCoverage(image: RgbImage): Float32Array {
       coverage[p] = Math.min(1, Math.max(0, dot / (contrast[core]! * contrast[core]!)));
     }
   return coverage;
-}
-
-/** Repaint mask (255) of everything but the foreground, soft along the objects' edges. */
-export function backgroundMask(image: RgbImage): Mask {
-  const coverage = foregroundCoverage(image);
-  const data = new Uint8Array(coverage.length);
-  for (let i = 0; i < coverage.length; i++) data[i] = Math.round(255 * (1 - coverage[i]!));
-  return { width: image.width, height: image.height, data };
 }
 
 /** Offset from the plate above which a pixel of the generated image is taken for part of an object. */
