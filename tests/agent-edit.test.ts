@@ -310,6 +310,7 @@ describe("edits through the agent", () => {
 describe("edits keep untouched objects in their cells", () => {
   let engine: AgentEngine;
   let describer: SwitchDescriber;
+  let state: SessionState;
   const squares = group({
     shape: "square",
     color: "green",
@@ -328,17 +329,10 @@ describe("edits keep untouched objects in their cells", () => {
   beforeAll(async () => {
     describer = await SwitchDescriber.load();
     engine = await loadFixtureAgent(describer, "embedded");
-  });
-
-  afterAll(async () => {
-    await engine?.dispose();
-  });
-
-  it("an edited image read with them moved is critiqued for it, and the next round repairs them back", async () => {
     const image = (
       await engine.generate({ plan: sessionPlan, seed: 4, steps: 2, rounds: 1 }, recorder().context)
     ).images[0]!;
-    const state: SessionState = {
+    state = {
       history: [
         { role: "user", text: "two large green squares on a white background" },
         { role: "assistant", text: "two large green squares", plan: sessionPlan },
@@ -348,6 +342,13 @@ describe("edits keep untouched objects in their cells", () => {
       sampler: "ddim",
       plan: sessionPlan,
     };
+  });
+
+  afterAll(async () => {
+    await engine?.dispose();
+  });
+
+  it("an edited image read with them moved is critiqued for it, and the next round repairs them back", async () => {
     describer.reset();
     // The session image shows the squares on the left and right; the edited one at the top and bottom.
     const moved = printPlan(scene([squares], { background: "black" }));
@@ -366,8 +367,8 @@ describe("edits keep untouched objects in their cells", () => {
     expect(round1!.edit).toMatchObject({ strategy: "compose" });
     expect(round1!.mode).toBe("txt2img");
     // Fully covered pixels of the session's objects are copied; the background around them is new.
-    const coverage = foregroundCoverage(image);
-    const differ = new Set(changed(image, round1!.images[0]!));
+    const coverage = foregroundCoverage(state.image!);
+    const differ = new Set(changed(state.image!, round1!.images[0]!));
     const cores = [...coverage.keys()].filter((i) => coverage[i] === 1);
     const background = [...coverage.keys()].filter((i) => coverage[i] === 0);
     expect(cores.length).toBeGreaterThan(0);
@@ -383,20 +384,8 @@ describe("edits keep untouched objects in their cells", () => {
     });
     expect(round2!.mode).toBe("inpaint");
   });
+
   it("a background change under objects read wrong composes, then repairs them, in its first round", async () => {
-    const image = (
-      await engine.generate({ plan: sessionPlan, seed: 4, steps: 2, rounds: 1 }, recorder().context)
-    ).images[0]!;
-    const state: SessionState = {
-      history: [
-        { role: "user", text: "two large green squares on a white background" },
-        { role: "assistant", text: "two large green squares", plan: sessionPlan },
-      ],
-      image,
-      seed: 4,
-      sampler: "ddim",
-      plan: sessionPlan,
-    };
     describer.reset();
     // The session image shows one of the two squares; the first round's image shows both.
     const black = printPlan(scene([squares], { background: "black" }));
