@@ -44,7 +44,7 @@ function fitLine(ys: readonly number[], vs: readonly number[], use: readonly boo
 }
 
 /** The background colour of every row (height × 3), fitted to the border pixels. */
-export function backgroundPlate(image: RgbImage): Float32Array {
+function backgroundPlate(image: RgbImage): Float32Array {
   const { width, height, data } = image;
   const ys: number[] = [];
   const pixels: number[] = [];
@@ -76,10 +76,9 @@ export function backgroundPlate(image: RgbImage): Float32Array {
   return plate;
 }
 
-/** Per pixel, its coverage by foreground in [0, 1]. */
-export function foregroundCoverage(image: RgbImage): Float32Array {
+/** Per pixel, its coverage by foreground in [0, 1], against the image's background plate. */
+export function foregroundCoverage(image: RgbImage, plate = backgroundPlate(image)): Float32Array {
   const { width, height, data } = image;
-  const plate = backgroundPlate(image);
   const offset = new Float32Array(width * height * 3);
   const contrast = new Float32Array(width * height);
   for (let y = 0; y < height; y++)
@@ -156,8 +155,8 @@ function backgroundOf(generated: RgbImage): Float32Array {
  */
 export function replaceBackground(session: RgbImage, generated: RgbImage): RgbImage {
   const { width, height } = session;
-  const coverage = foregroundCoverage(session);
   const oldPlate = backgroundPlate(session);
+  const coverage = foregroundCoverage(session, oldPlate);
   const background = backgroundOf(generated);
   const out = createImage(width, height);
   for (let y = 0; y < height; y++)
@@ -216,7 +215,7 @@ export function transplant(image: RgbImage, generated: RgbImage, region: Mask): 
   const { width, height } = image;
   const plate = backgroundPlate(image);
   const generatedPlate = backgroundPlate(generated);
-  const coverage = foregroundCoverage(generated);
+  const coverage = foregroundCoverage(generated, generatedPlate);
   const out = createImage(width, height);
   out.data.set(image.data);
   for (let y = 0; y < height; y++)
