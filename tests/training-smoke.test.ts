@@ -33,6 +33,13 @@ describe("training smoke (training/smoke.sh)", () => {
       expect(result.status, result.stderr.slice(-3000)).toBe(0);
       expect(result.stdout).toContain("resumed");
 
+      // Tuning the text encoder leaves the U-Net's file as it was and records itself in the manifest.
+      const manifest = JSON.parse(readFileSync(join(dest, "manifest.json"), "utf8"));
+      const untuned = JSON.parse(readFileSync(`${dest}-untuned/manifest.json`, "utf8"));
+      expect(manifest.stages.ldm.trained).toMatch(/^text encoder only/);
+      expect(manifest.files["unet/model.onnx"].sha256).toBe(untuned.files["unet/model.onnx"].sha256);
+      expect(manifest.files["text_encoder/model.onnx"].sha256).not.toBe(untuned.files["text_encoder/model.onnx"].sha256);
+
       env.allowRemoteModels = false;
       env.localModelPath = work;
       const tokenizer = await AutoTokenizer.from_pretrained("ldm/tokenizer");
@@ -43,6 +50,17 @@ describe("training smoke (training/smoke.sh)", () => {
       });
       const text = await ort.InferenceSession.create(join(dest, "text_encoder/model.onnx"));
       const cond = await text.run({ input_ids: encoded.input_ids as unknown as ort.Tensor });
+      // …and its null (the empty prompt, row 2) too: every mode's unconditional branch stays the same.
+      const untunedText = await ort.InferenceSession.create(join(`${dest}-untuned`, "text_encoder/model.onnx"));
+      const before = await untunedText.run({ input_ids: encoded.input_ids as unknown as ort.Tensor });
+      const row = (t: ort.Tensor, i: number) => {
+        const size = t.size / t.dims[0]!;
+        return [...(t.data as Float32Array).subarray(i * size, (i + 1) * size)];
+      };
+      for (const output of ["last_hidden_state", "pooler_output"]) {
+        expect(row(cond[output]!, 1), output).toEqual(row(before[output]!, 1));
+        expect(row(cond[output]!, 0), output).not.toEqual(row(before[output]!, 0));
+      }
 
       const schedulerConfig = JSON.parse(readFileSync(join(dest, "scheduler/scheduler_config.json"), "utf8"));
       const scheduler = createScheduler("ddim", schedulerConfig);

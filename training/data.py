@@ -58,6 +58,17 @@ class Shards:
         (the request's synonyms — "tiny", "higher than" — are the words users and eval prompts use)."""
         return [r["captions"] + ([r["request"]] if r.get("request") else []) for r in self.records]
 
+    def requests(self):
+        """The extra chat requests of each image written by training/request-texts.ts (DIR/requests.jsonl)."""
+        path = os.path.join(self.root, "requests.jsonl")
+        if not os.path.exists(path):
+            raise SystemExit(f"{path} is missing: write it with `npx tsx training/request-texts.ts --data {self.root}`")
+        with open(path) as f:
+            rows = [json.loads(line) for line in f if line.strip()]
+        if [r["id"] for r in rows] != [r["id"] for r in self.records]:
+            raise SystemExit(f"{path} does not match {self.root}'s records: write it again")
+        return [r["texts"] for r in rows]
+
     def plans(self):
         return [r["plan"] for r in self.records]
 

@@ -12,6 +12,9 @@ the text tokens. ε-prediction on Stable Diffusion's schedule: `scaled_linear` b
 1000 steps; the loss is weighted by min(SNR, 5) / SNR (min-SNR-γ, Hang et al. 2023) for faster convergence.
 AdamW, linear warm-up + cosine decay, gradient clipping at 1.0, EMA of the weights (the EMA is exported).
 
+`--config text --init CKPT` trains the text encoder of a trained LDM alone, on its full captions and the requests
+of training/request-texts.ts, with the U-Net and the null frozen (CONFIGS["text"] says why).
+
     /usr/bin/python3 training/ldm.py --data data/train --val data/val [--vae training/checkpoints/vae-default.pt]
 """
 
@@ -53,6 +56,15 @@ CONFIGS = {
 # small network costs in kernel launches alone, so four times the batch should cost little more per step; a
 # lower peak rate, as the weights start trained.
 CONFIGS["gpu-more"] = dict(CONFIGS["gpu"], batch=1024, lr=5e-4, warmup=200, ema=0.999, eval_every=1000)
+# text: only the text encoder trains (`--init` the released LDM), on the full captions and the extra requests of
+# training/request-texts.ts, whose left-out attributes are REQUEST_DEFAULTS' — the planner's reading of a prompt.
+# The U-Net and the learned null (the CFG branch every mode shares) stay bit for bit as they were, so the
+# projection layers and everything after them are unaffected; only prompts through the text encoder change.
+# Its network is the checkpoint's (ARCH_KEYS); no caption is dropped, as the null is not trained.
+CONFIGS["text"] = dict(CONFIGS["gpu"], batch=128, steps=3000, lr=3e-4, warmup=100, ema=0.999, cond_drop=0.0, log_every=25,
+                       eval_every=250, text_only=True)
+ARCH_KEYS = ("max_length", "d_cond", "text_layers", "text_heads", "channels", "blocks", "heads", "d_emb",
+             "num_train_timesteps", "beta_start", "beta_end")
 
 
 class Attention(nn.Module):
@@ -267,12 +279,11 @@ def sample(model, tok, captions, config, scale, decoder, steps=20, seed=0):
 
 
 class Captions:
-    """Every text of every image tokenized once; `pick` draws one text per image, replaced by the empty text
+    """Every text of every image (`texts`: a list per image) tokenized once; `pick` draws one text per image, replaced by the empty text
     (the CFG null) with probability `drop`, and with each word replaced by [UNK] with probability `unk` so
     that words the tokenizer does not know are ignored rather than derail the conditioning."""
 
-    def __init__(self, shards, tok):
-        texts = shards.texts()
+    def __init__(self, texts, tok):
         self.count = np.array([len(t) for t in texts])
         self.start = np.concatenate([[0], np.cumsum(self.count)[:-1]])
         self.ids = tok.encode([t for ts in texts for t in ts])
@@ -306,6 +317,11 @@ def main():
         # A decoder fine-tune keeps the factor; another encoder measures its own: its latents are not init's.
         raise SystemExit(f"--init {args.init}: trained on latents with scaling factor {init['vae']['scaling_factor']}, "
                          f"{vae_path} has {scale}")
+    text_only = config.get("text_only", False)
+    if text_only and not (resume or init):
+        raise SystemExit(f"--config {args.config} tunes the text encoder of a trained LDM: give --init CKPT")
+    if text_only:
+        config.update({k: (resume or init)["config"][k] for k in ARCH_KEYS})
     if resume or init:
         saved = (resume or init)["tokenizer"]
         tok = WordTokenizer(saved["vocab"], saved["max_length"])
@@ -313,12 +329,24 @@ def main():
         tok = WordTokenizer.build([t for ts in train.texts() for t in ts], config["max_length"])
     train_lat = latent_cache(train, vae.encoder, vae_path, args.out, device)
     val_lat = latent_cache(val, vae.encoder, vae_path, args.out, device)
-    train_caps, val_caps = Captions(train, tok), Captions(val, tok)
+    if text_only:
+        # The geneval-like and partial captions leave out attributes of any value; the requests only defaults.
+        train_caps, val_caps = (Captions([c[:2] + r for c, r in zip(s.captions(), s.requests())], tok)
+                                for s in (train, val))
+        val_caps.start += 2  # the validation loss reads each image's first request
+    else:
+        train_caps, val_caps = Captions(train.texts(), tok), Captions(val.texts(), tok)
 
     model = LDM(config, len(tok.vocab), tok.pad_id).to(device)
+    if text_only:
+        model.unet.requires_grad_(False)
+        model.text.null_tokens.requires_grad_(False)
+        model.text.null_pooled.requires_grad_(False)
     ema = EMA(model, config["ema"])
     decay, no_decay = [], []
     for n_, p_ in model.named_parameters():
+        if not p_.requires_grad:
+            continue
         (decay if p_.dim() >= 2 and "null" not in n_ and "pos" not in n_ else no_decay).append(p_)
     opt = torch.optim.AdamW(
         [{"params": decay, "weight_decay": config["weight_decay"]}, {"params": no_decay, "weight_decay": 0.0}],
@@ -389,7 +417,7 @@ def main():
         loss = loss_on(model, z, ids, t, noise)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_([p_ for p_ in model.parameters() if p_.requires_grad], 1.0)
         opt.step()
         ema.update(model, step)
         step += 1

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Smoke test of the diffusion training stack (CI): tiny configs train a few steps of every stage on a tiny
-# dataset exported by `atelier world export`, resume once, and export the result in the diffusers ONNX layout
-# (DEST) and a projection trained on it (DEST-projection).
+# dataset exported by `atelier world export`, resume once, tune the text encoder alone, and export the result in
+# the diffusers ONNX layout (DEST; the LDM before the tuning in DEST-untuned) and a projection trained on it
+# (DEST-projection).
 #   training/smoke.sh DEST        (tests/fixtures/tiny-ldm was made by this script)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,7 +17,14 @@ args=(--threads 1 --config tiny --data "$work/train" --val "$work/val" --out "$w
 "$py" training/vae.py "${args[@]}" --steps 4
 "$py" training/ldm.py "${args[@]}" --steps 3
 "$py" training/ldm.py "${args[@]}" --steps 6 --resume
-"$py" training/export.py --config tiny --out "$work/run" --dest "$dest" --fp16
+# The text encoder tuned on the extra requests, the U-Net and the null frozen; that is what is exported (DEST;
+# DEST-untuned is the LDM before, for the test that the U-Net is the same file).
+"$py" training/export.py --config tiny --out "$work/run" --dest "$dest-untuned" --fp16 > /dev/null
+npx tsx training/request-texts.ts --data "$work/train" --per 1 > /dev/null
+npx tsx training/request-texts.ts --data "$work/val" --per 1 > /dev/null
+"$py" training/ldm.py "${args[@]}" --config text --init "$work/run/checkpoints/ldm-tiny.pt" \
+  --vae "$work/run/checkpoints/vae-tiny.pt" --steps 2 --batch 8
+"$py" training/export.py --config tiny --out "$work/run" --ldm "$work/run/checkpoints/ldm-text.pt" --dest "$dest" --fp16
 # The projection between the committed tiny planner and the LDM just exported; a warm start (--init) from it
 # is how the projection follows a denoiser that trained on.
 proj=(--config tiny --planner tests/fixtures/tiny-planner --denoiser "$dest" --data "$work/train" --val "$work/val"

@@ -259,9 +259,9 @@ function sceneClauses(scene: Scene, frames: RequestFrames, rng: Rng): string[] {
   return rng.shuffle(clauses);
 }
 
-/** A chat request that determines `scene` exactly (given REQUEST_DEFAULTS), phrased from `family`'s frames. */
-export function requestFor(scene: Scene, rng: Rng, family: Family = "train"): string {
-  const frames = REQUEST_FRAMES[family];
+/** A chat request that determines `scene` exactly (given REQUEST_DEFAULTS), phrased from `family`'s frames (or these frames). */
+export function requestFor(scene: Scene, rng: Rng, family: Family | RequestFrames = "train"): string {
+  const frames = typeof family === "string" ? REQUEST_FRAMES[family] : family;
   const { list, late } = describeObjects(scene, frames, rng);
   const clauses = [...late, ...sceneClauses(scene, frames, rng)];
   const inline = clauses.filter((c) => !c.startsWith(". ")).join("");
