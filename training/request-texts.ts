@@ -1,13 +1,15 @@
 /**
  * More chat requests for every image of an exported dataset, for tuning the native text encoder
- * (`training/ldm.py --tune-text`): people's prompts leave attributes out, and a request (train phrasing)
+ * (`training/ldm.py --config text`): people's prompts leave attributes out, and a request (train phrasing)
  * leaves out only what REQUEST_DEFAULTS supplies, so an image paired with it teaches the encoder that an
- * unsized object is large and an unstated background white — the meaning the planner gives them. A request
- * with its colour words taken out teaches that an unstated colour is any colour; a GenEval-like "a photo of …"
- * in the same words keeps the caption form people and benchmarks write.
+ * unsized object is large and an unstated background white — the meaning the planner gives them. Colour has
+ * no request default, but an encoder that maps "a circle" to the average of all colours conditions the denoiser
+ * towards a grey blob; so each shape gets its own (UNSTATED_COLOR), and a request with those colour words taken
+ * out — only where a group has its shape's colour, so the text stays true — teaches it. A GenEval-like
+ * "a photo of …" in the same words keeps the caption form people and benchmarks write.
  *
- * Writes DIR/requests.jsonl: one line per record, {"id", "texts": [PER requests, the first without colours,
- * "a photo of …" (its colours left out 30 % of the time)]}.
+ * Writes DIR/requests.jsonl: one line per record, {"id", "texts": [PER requests, the first without its shapes'
+ * own colours, "a photo of …" (half the time without them)]}.
  *
  *   npx tsx training/request-texts.ts --data data/train-r --per 3
  */
@@ -16,7 +18,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { REQUEST_FRAMES, type RequestFrames, requestFor } from "../evals/language/requests.ts";
 import { createRng, deriveSeed } from "../evals/rng.ts";
-import { COLORS, type Scene } from "../evals/scene.ts";
+import type { Color, Scene, Shape } from "../evals/scene.ts";
 
 const { values } = parseArgs({
   options: { data: { type: "string" }, per: { type: "string", default: "3" } },
@@ -26,8 +28,21 @@ if (!values.data) throw new Error("--data DIR is required (a folder written by `
 const per = Number(values.per);
 if (!Number.isInteger(per) || per < 1) throw new Error(`--per must be an integer ≥ 1, got ${values.per}`);
 
-const COLOR_WORD = new RegExp(`\\b(${COLORS.join("|")}) `, "g");
-const withoutColors = (text: string) => text.replace(COLOR_WORD, "").replace(/\ban (?=[^aeiou])/g, "a ");
+/** The colour the native text encoder learns for an object whose colour a prompt leaves out (no yellow: it is
+ * the faintest on the default white background). */
+const UNSTATED_COLOR: Record<Shape, Color> = {
+  circle: "red",
+  square: "blue",
+  triangle: "green",
+  star: "orange",
+  diamond: "purple",
+  cross: "pink",
+};
+const OWN_COLOR_WORDS = Object.entries(UNSTATED_COLOR).map(
+  ([shape, color]) => new RegExp(`\\b${color} (?=${shape === "cross" ? "cross(es)?" : `${shape}s?`}\\b)`, "g"),
+);
+const withoutOwnColors = (text: string) =>
+  OWN_COLOR_WORDS.reduce((t, word) => t.replace(word, ""), text).replace(/\ban (?=[^aeiou])/g, "a ");
 const PHOTO: RequestFrames = { ...REQUEST_FRAMES.train, openers: ["a photo of {x}", "a picture of {x}", "an image of {x}"] };
 const index = JSON.parse(readFileSync(join(values.data, "index.json"), "utf8"));
 const lines: string[] = [];
@@ -41,7 +56,7 @@ for (const shard of index.shards as { records: string }[]) {
     );
     const photoRng = createRng(deriveSeed(record.seed, 9));
     const photo = requestFor(record.scene, photoRng, PHOTO);
-    texts.push(withoutColors(texts[0]!), photoRng.chance(0.3) ? withoutColors(photo) : photo);
+    texts.push(withoutOwnColors(texts[0]!), photoRng.chance(0.5) ? withoutOwnColors(photo) : photo);
     lines.push(JSON.stringify({ id: record.id, texts }));
   }
 }
