@@ -38,7 +38,9 @@ describe("training smoke (training/smoke.sh)", () => {
       const untuned = JSON.parse(readFileSync(`${dest}-untuned/manifest.json`, "utf8"));
       expect(manifest.stages.ldm.trained).toMatch(/^text encoder only/);
       expect(manifest.files["unet/model.onnx"].sha256).toBe(untuned.files["unet/model.onnx"].sha256);
-      expect(manifest.files["text_encoder/model.onnx"].sha256).not.toBe(untuned.files["text_encoder/model.onnx"].sha256);
+      expect(manifest.files["text_encoder/model.onnx"].sha256).not.toBe(
+        untuned.files["text_encoder/model.onnx"].sha256,
+      );
 
       env.allowRemoteModels = false;
       env.localModelPath = work;
@@ -51,7 +53,9 @@ describe("training smoke (training/smoke.sh)", () => {
       const text = await ort.InferenceSession.create(join(dest, "text_encoder/model.onnx"));
       const cond = await text.run({ input_ids: encoded.input_ids as unknown as ort.Tensor });
       // …and its null (the empty prompt, row 2) too: every mode's unconditional branch stays the same.
-      const untunedText = await ort.InferenceSession.create(join(`${dest}-untuned`, "text_encoder/model.onnx"));
+      const untunedText = await ort.InferenceSession.create(
+        join(`${dest}-untuned`, "text_encoder/model.onnx"),
+      );
       const before = await untunedText.run({ input_ids: encoded.input_ids as unknown as ort.Tensor });
       const row = (t: ort.Tensor, i: number) => {
         const size = t.size / t.dims[0]!;

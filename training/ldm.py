@@ -66,9 +66,10 @@ CONFIGS["gpu-more"] = dict(CONFIGS["gpu"], batch=1024, lr=5e-4, warmup=200, ema=
 # teacher's prediction is a target without that noise. The U-Net and the learned null (the CFG branch every
 # mode shares) stay bit for bit as they were, so the projection layers and everything after them are
 # unaffected; only prompts through the text encoder change. Its network is the checkpoint's (ARCH_KEYS); no
-# caption is dropped, as the null is not trained.
-CONFIGS["text"] = dict(CONFIGS["gpu"], batch=128, steps=2000, lr=5e-4, warmup=100, ema=0.998, cond_drop=0.0, log_every=25,
-                       eval_every=250, text_only=True, x0_weight_cap=20.0)
+# caption is dropped, as the null is not trained. Up to 3 [UNK] are inserted into most texts, so that
+# a prompt's words the tokenizer never saw ("a circle plus a star") do not hide what it asks for.
+CONFIGS["text"] = dict(CONFIGS["gpu"], batch=128, steps=1500, lr=5e-4, warmup=100, ema=0.998, cond_drop=0.0,
+                       log_every=25, eval_every=250, text_only=True, x0_weight_cap=20.0, unk_insert=3)
 ARCH_KEYS = ("max_length", "d_cond", "text_layers", "text_heads", "channels", "blocks", "heads", "d_emb",
              "num_train_timesteps", "beta_start", "beta_end")
 
@@ -285,9 +286,9 @@ def sample(model, tok, captions, config, scale, decoder, steps=20, seed=0):
 
 
 class Captions:
-    """Every text of every image (`texts`: a list per image) tokenized once; `pick` draws one text per image, replaced by the empty text
-    (the CFG null) with probability `drop`, and with each word replaced by [UNK] with probability `unk` so
-    that words the tokenizer does not know are ignored rather than derail the conditioning."""
+    """Every text of every image (`texts`: a list per image) tokenized once; `pick` draws one text per image,
+    replaced by the empty text (the CFG null) with probability `drop`, and with each word replaced by [UNK] with
+    probability `unk` so that words the tokenizer does not know are ignored rather than derail the conditioning."""
 
     def __init__(self, texts, tok):
         self.count = np.array([len(t) for t in texts])
@@ -296,9 +297,15 @@ class Captions:
         self.empty = tok.encode([""])[0]
         self.pad_id, self.unk_id = tok.pad_id, tok.unk_id
 
-    def pick(self, idx, gen, drop, unk):
+    def pick(self, idx, gen, drop, unk, insert=0):
         ids = self.ids[self.start[idx] + (gen.random(len(idx)) * self.count[idx]).astype(np.int64)]
         ids[(ids != self.pad_id) & (gen.random(ids.shape) < unk)] = self.unk_id
+        for row in np.flatnonzero(gen.integers(0, insert + 1, len(idx))) if insert else ():
+            # Up to `insert` unknown words at random places, as a prompt in words the tokenizer never saw has.
+            words = list(ids[row][ids[row] != self.pad_id])
+            for _ in range(gen.integers(1, insert + 1)):
+                words.insert(int(gen.integers(0, len(words) + 1)), self.unk_id)
+            ids[row, : min(len(words), ids.shape[1])] = words[: ids.shape[1]]
         ids[gen.random(len(idx)) < drop] = self.empty
         return ids
 
@@ -431,7 +438,7 @@ def main():
         budget.check(step, config)
         idx = np.sort(gen.integers(0, len(train), config["batch"]))
         z = latents(train_lat, idx, g_noise)
-        ids = train_caps.pick(idx, gen, config["cond_drop"], config["unk_drop"])
+        ids = train_caps.pick(idx, gen, config["cond_drop"], config["unk_drop"], config.get("unk_insert", 0))
         t = torch.randint(0, config["num_train_timesteps"], (len(idx),), generator=g_noise).to(device)
         noise = torch.randn(z.shape, generator=g_noise).to(device)
         for group in opt.param_groups:
@@ -452,9 +459,11 @@ def main():
             tick, acc = now, []
         if step % config["eval_every"] == 0 or step == config["steps"]:
             with torch.no_grad():
-                val_loss = loss_on(ema.model, val_z, val_ids, val_t, val_noise, val_full[val_idx] if text_only else None).item()
+                val_full_ids = val_full[val_idx] if text_only else None
+                val_loss = loss_on(ema.model, val_z, val_ids, val_t, val_noise, val_full_ids).item()
             log.write(step=step, val_loss=val_loss)
-            log.plot(["loss", "val_loss"], f"{name} ({'x₀ distance to the teacher' if text_only else 'ε-MSE, min-SNR weighted'})")
+            measure = "x₀ distance to the teacher" if text_only else "ε-MSE, min-SNR weighted"
+            log.plot(["loss", "val_loss"], f"{name} ({measure})")
             images = sample(ema.model, tok, preview * 2, config, scale, vae.decoder, seed=step)
             save_grid(images, f"{args.out}/logs/{name}-samples.png", rows=2)
             wall += time.time() - tick

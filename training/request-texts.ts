@@ -39,11 +39,15 @@ const UNSTATED_COLOR: Record<Shape, Color> = {
   cross: "pink",
 };
 const OWN_COLOR_WORDS = Object.entries(UNSTATED_COLOR).map(
-  ([shape, color]) => new RegExp(`\\b${color} (?=${shape === "cross" ? "cross(es)?" : `${shape}s?`}\\b)`, "g"),
+  ([shape, color]) =>
+    new RegExp(`\\b${color} (?=${shape === "cross" ? "cross(es)?" : `${shape}s?`}\\b)`, "g"),
 );
 const withoutOwnColors = (text: string) =>
   OWN_COLOR_WORDS.reduce((t, word) => t.replace(word, ""), text).replace(/\ban (?=[^aeiou])/g, "a ");
-const PHOTO: RequestFrames = { ...REQUEST_FRAMES.train, openers: ["a photo of {x}", "a picture of {x}", "an image of {x}"] };
+const PHOTO: RequestFrames = {
+  ...REQUEST_FRAMES.train,
+  openers: ["a photo of {x}", "a picture of {x}", "an image of {x}"],
+};
 const index = JSON.parse(readFileSync(join(values.data, "index.json"), "utf8"));
 const lines: string[] = [];
 for (const shard of index.shards as { records: string }[]) {
