@@ -8,7 +8,7 @@
  * out — only where a group has its shape's colour, so the text stays true — teaches it. A GenEval-like
  * "a photo of …" in the same words keeps the caption form people and benchmarks write.
  *
- * Writes DIR/requests.jsonl: one line per record, {"id", "texts": [PER requests, the first without its shapes'
+ * Writes DIR/requests.jsonl: one line per record, {"id", "texts": [PER requests, the first again without its shapes'
  * own colours, "a photo of …" (half the time without them)]}.
  *
  *   npx tsx training/request-texts.ts --data data/train-r --per 3
