@@ -174,13 +174,35 @@ export function exportDataset(options: ExportOptions): DatasetIndex {
   return index;
 }
 
+function readIndex(dir: string): DatasetIndex {
+  const index = JSON.parse(readFileSync(join(dir, "index.json"), "utf8")) as DatasetIndex;
+  if (index.format !== DATASET_FORMAT) throw invalid("index.format", `expected ${DATASET_FORMAT}`);
+  return index;
+}
+
+function readShardRecords(dir: string, entry: ShardEntry, shard: number): DatasetRecord[] {
+  const records = readFileSync(join(dir, entry.records), "utf8")
+    .split("\n")
+    .filter((line) => line.length > 0)
+    .map((line, i) => {
+      try {
+        return JSON.parse(line) as DatasetRecord;
+      } catch (error) {
+        throw invalid(`${entry.records}:${i + 1}`, `not JSON (${(error as Error).message})`);
+      }
+    });
+  if (records.length !== entry.n) {
+    throw invalid(`shards.${shard}.records`, `expected ${entry.n} records, got ${records.length}`);
+  }
+  return records;
+}
+
 /** Reads a dataset folder back (index, then per shard the image bytes and parsed records). */
 export function readDataset(dir: string): {
   index: DatasetIndex;
   shards: { images: Uint8Array; records: DatasetRecord[] }[];
 } {
-  const index = JSON.parse(readFileSync(join(dir, "index.json"), "utf8")) as DatasetIndex;
-  if (index.format !== DATASET_FORMAT) throw invalid("index.format", `expected ${DATASET_FORMAT}`);
+  const index = readIndex(dir);
   const shards = index.shards.map((entry, shard) => {
     const images = new Uint8Array(readFileSync(join(dir, entry.images)));
     if (images.length !== entry.n * IMAGE_BYTES) {
@@ -189,20 +211,12 @@ export function readDataset(dir: string): {
         `expected ${entry.n * IMAGE_BYTES} bytes, got ${images.length}`,
       );
     }
-    const records = readFileSync(join(dir, entry.records), "utf8")
-      .split("\n")
-      .filter((line) => line.length > 0)
-      .map((line, i) => {
-        try {
-          return JSON.parse(line) as DatasetRecord;
-        } catch (error) {
-          throw invalid(`${entry.records}:${i + 1}`, `not JSON (${(error as Error).message})`);
-        }
-      });
-    if (records.length !== entry.n) {
-      throw invalid(`shards.${shard}.records`, `expected ${entry.n} records, got ${records.length}`);
-    }
-    return { images, records };
+    return { images, records: readShardRecords(dir, entry, shard) };
   });
   return { index, shards };
+}
+
+/** The records of a dataset folder in image order, without reading its images. */
+export function readDatasetRecords(dir: string): DatasetRecord[] {
+  return readIndex(dir).shards.flatMap((entry, shard) => readShardRecords(dir, entry, shard));
 }

@@ -13,12 +13,13 @@
  *
  *   npx tsx training/request-texts.ts --data data/train-r --per 3
  */
-import { readFileSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { readDatasetRecords } from "../evals/dataset.ts";
 import { REQUEST_FRAMES, type RequestFrames, requestFor } from "../evals/language/requests.ts";
 import { createRng, deriveSeed } from "../evals/rng.ts";
-import type { Color, Scene, Shape } from "../evals/scene.ts";
+import type { Color, Shape } from "../evals/scene.ts";
 
 const { values } = parseArgs({
   options: { data: { type: "string" }, per: { type: "string", default: "3" } },
@@ -48,21 +49,15 @@ const PHOTO: RequestFrames = {
   ...REQUEST_FRAMES.train,
   openers: ["a photo of {x}", "a picture of {x}", "an image of {x}"],
 };
-const index = JSON.parse(readFileSync(join(values.data, "index.json"), "utf8"));
-const lines: string[] = [];
-for (const shard of index.shards as { records: string }[]) {
-  for (const line of readFileSync(join(values.data, shard.records), "utf8").split("\n")) {
-    if (!line.trim()) continue;
-    const record = JSON.parse(line) as { id: string; seed: number; scene: Scene };
-    // Streams apart from the export's own (its captions and request use 2 and 3).
-    const texts = Array.from({ length: per }, (_, k) =>
-      requestFor(record.scene, createRng(deriveSeed(record.seed, 10 + k))),
-    );
-    const photoRng = createRng(deriveSeed(record.seed, 9));
-    const photo = requestFor(record.scene, photoRng, PHOTO);
-    texts.push(withoutOwnColors(texts[0]!), photoRng.chance(0.5) ? withoutOwnColors(photo) : photo);
-    lines.push(JSON.stringify({ id: record.id, texts }));
-  }
-}
+const lines = readDatasetRecords(values.data).map((record) => {
+  // Streams apart from the export's own (its captions and request use 2 and 3).
+  const texts = Array.from({ length: per }, (_, k) =>
+    requestFor(record.scene, createRng(deriveSeed(record.seed, 10 + k))),
+  );
+  const photoRng = createRng(deriveSeed(record.seed, 9));
+  const photo = requestFor(record.scene, photoRng, PHOTO);
+  texts.push(withoutOwnColors(texts[0]!), photoRng.chance(0.5) ? withoutOwnColors(photo) : photo);
+  return JSON.stringify({ id: record.id, texts });
+});
 writeFileSync(join(values.data, "requests.jsonl"), `${lines.join("\n")}\n`);
 console.log(`${lines.length} records → ${join(values.data, "requests.jsonl")} (${per + 2} texts each)`);
