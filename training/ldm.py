@@ -358,10 +358,9 @@ def main():
         model.text.null_tokens.requires_grad_(False)
         model.text.null_pooled.requires_grad_(False)
     ema = EMA(model, config["ema"])
+    trainable = [(n_, p_) for n_, p_ in model.named_parameters() if p_.requires_grad]
     decay, no_decay = [], []
-    for n_, p_ in model.named_parameters():
-        if not p_.requires_grad:
-            continue
+    for n_, p_ in trainable:
         (decay if p_.dim() >= 2 and "null" not in n_ and "pos" not in n_ else no_decay).append(p_)
     opt = torch.optim.AdamW(
         [{"params": decay, "weight_decay": config["weight_decay"]}, {"params": no_decay, "weight_decay": 0.0}],
@@ -446,7 +445,7 @@ def main():
         loss = loss_on(model, z, ids, t, noise, train_full[idx] if text_only else None)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_([p_ for p_ in model.parameters() if p_.requires_grad], 1.0)
+        torch.nn.utils.clip_grad_norm_([p_ for _, p_ in trainable], 1.0)
         opt.step()
         ema.update(model, step)
         step += 1
