@@ -155,13 +155,18 @@ def file_sha256(path):
     return h.hexdigest()
 
 
+def latent_cache_path(shards, vae_checkpoint, out):
+    """Where latent_cache keeps the posteriors of `shards` under the encoder of `vae_checkpoint`."""
+    key = f"{os.path.abspath(shards.root)}|{len(shards)}|{shards.index.get('seed')}|{file_sha256(vae_checkpoint)}"
+    split = shards.index.get("split", "data")
+    return os.path.join(out, "cache", f"latents-{split}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.npy")
+
+
 @torch.no_grad()
 def latent_cache(shards, encoder, vae_checkpoint, out, device, batch=256):
     """The VAE posterior (mean‖logvar, float32 [N,8,h,w]) of every image, computed once per dataset and VAE
     checkpoint and kept in out/cache/; training samples from it, so each epoch sees fresh posterior noise."""
-    key = f"{os.path.abspath(shards.root)}|{len(shards)}|{shards.index.get('seed')}|{file_sha256(vae_checkpoint)}"
-    split = shards.index.get("split", "data")
-    path = os.path.join(out, "cache", f"latents-{split}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.npy")
+    path = latent_cache_path(shards, vae_checkpoint, out)
     if os.path.exists(path):
         return np.load(path, mmap_mode="r")
     encoder.eval()

@@ -334,7 +334,7 @@ def main():
                          f"{vae_path} has {scale}")
     if text_only and not init:
         raise SystemExit(f"--config {args.config} tunes the text encoder of a trained LDM: give --init CKPT")
-    if text_only:
+    if init:  # a continuation keeps the network it continues
         config.update({k: init["config"][k] for k in ARCH_KEYS})
     if resume or init:
         saved = (resume or init)["tokenizer"]
@@ -379,6 +379,8 @@ def main():
         teacher = copy.deepcopy(model.text).eval().requires_grad_(False) if text_only else None
         source = dict(file=os.path.basename(args.init), steps=init["step"], wall_s=round(init["wall"], 1),
                       device=init.get("device"), val_loss=round(init["val_loss"], 5))
+        if "source" in init:
+            source["continued_from"] = init["source"]
         print(f"starting from {args.init} (step {init['step']}, val_loss {init['val_loss']:.5f})")
     if resume:
         model.load_state_dict(resume["model"])

@@ -25,6 +25,12 @@ npx tsx training/request-texts.ts --data "$work/val" --per 1 > /dev/null
 "$py" training/ldm.py "${args[@]}" --config text --init "$work/run/checkpoints/ldm-tiny.pt" \
   --vae "$work/run/checkpoints/vae-tiny.pt" --steps 2 --batch 8
 "$py" training/export.py --config tiny --out "$work/run" --ldm "$work/run/checkpoints/ldm-text.pt" --dest "$dest" --fp16
+# The lent-GPU continuation (training/README.md), on the CPU: the LDM packed with its training latents, unpacked,
+# trained on and tuned again.
+"$py" training/gpu_latents.py pack --vae "$work/run/checkpoints/vae-tiny.pt" --ldm "$work/run/checkpoints/ldm-tiny.pt" \
+  --data "$work/train" --val "$work/val" --n-val 16 --cache "$work/run" --out "$work/pack" > /dev/null
+DEVICE=cpu THREADS=1 ATELIER_PYTHON="$py" MORE_ARGS="--batch 8 --steps 2" TEXT_ARGS="--batch 8 --steps 2" \
+  training/gpu-continue.sh "$work/pack" "$work/continued" 1 1 > /dev/null
 # The projection between the committed tiny planner and the LDM just exported; a warm start (--init) from it
 # is how the projection follows a denoiser that trained on.
 proj=(--config tiny --planner tests/fixtures/tiny-planner --denoiser "$dest" --data "$work/train" --val "$work/val"
