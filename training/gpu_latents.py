@@ -29,7 +29,9 @@ from vae import load_vae
 LOGVAR = -18.9
 
 
-def pack_split(src, dst, n, images):
+def pack_split(src, dst, n, images, requests=True):
+    """The first `n` records of split `src` (captions and request only) into `dst`, xz-compressed, with their
+    images when `images`, and with the split's requests.jsonl (the text tune's) when `requests`."""
     os.makedirs(dst, exist_ok=True)
     index = json.load(open(f"{src}/index.json"))
     shards, left = [], n
@@ -38,18 +40,19 @@ def pack_split(src, dst, n, images):
         if keep <= 0:
             break
         left -= keep
-        with open(f"{src}/{shard['records']}") as f, lzma.open(f"{dst}/{shard['records']}.xz", "wt") as g:
+        with open(f"{src}/{shard['records']}") as f, lzma.open(f"{dst}/{shard['records']}.xz", "wt", preset=9) as g:
             for _, line in zip(range(keep), f):
                 record = json.loads(line)
                 g.write(json.dumps({k: record[k] for k in ("id", "captions", "request") if k in record}) + "\n")
         if images:
-            with open(f"{src}/{shard['images']}", "rb") as f, lzma.open(f"{dst}/{shard['images']}.xz", "wb") as g:
+            with open(f"{src}/{shard['images']}", "rb") as f, lzma.open(f"{dst}/{shard['images']}.xz", "wb", preset=9) as g:
                 g.write(f.read(keep * 64 * 64 * 3))
         shards.append(dict(shard, n=keep))
     index.update(shards=shards, n=sum(s["n"] for s in shards))
     json.dump(index, open(f"{dst}/index.json", "w"), indent=1)
-    with open(f"{src}/requests.jsonl") as f, lzma.open(f"{dst}/requests.jsonl.xz", "wt") as g:
-        g.writelines(line for _, line in zip(range(index["n"]), f))
+    if requests:
+        with open(f"{src}/requests.jsonl") as f, lzma.open(f"{dst}/requests.jsonl.xz", "wt", preset=9) as g:
+            g.writelines(line for _, line in zip(range(index["n"]), f))
     return index["n"]
 
 
