@@ -22,10 +22,8 @@ slim() {  # CONFIG: the stage's last checkpoint without optimiser state and trai
 import sys
 sys.path.insert(0, "training")
 import torch
-from util import load_checkpoint
-ckpt = load_checkpoint(sys.argv[1])
-for key in ("opt", "model"):
-    ckpt.pop(key)
+from util import ema_only, load_checkpoint
+ckpt = ema_only(load_checkpoint(sys.argv[1]))
 torch.save(ckpt, sys.argv[2])
 print(sys.argv[2], "step", ckpt["step"], "val_loss", ckpt["val_loss"])
 PY

@@ -32,7 +32,7 @@ import sys
 sys.path.insert(0, "training")
 import torch
 from data import file_sha256
-from util import load_checkpoint
+from util import ema_only, load_checkpoint
 src, out, stage, *config = sys.argv[1:]
 if stage == "vae":
     vae = load_checkpoint(f"{src}/vae-v3.pt")
@@ -41,9 +41,7 @@ if stage == "vae":
     print("vae step", vae["step"], "val_psnr", vae["val_psnr"], "scale", vae["scaling_factor"])
 else:
     name = f"ldm-{config[0]}.pt"
-    ldm = load_checkpoint(f"{src}/{name}")
-    for key in ("opt", "model"):
-        ldm.pop(key)
+    ldm = ema_only(load_checkpoint(f"{src}/{name}"))
     ldm["vae"].update(path="vae-v3.pt", sha256=file_sha256(f"{out}/vae-v3.pt"))
     torch.save(ldm, f"{out}/{name}")
     print("ldm step", ldm["step"], "val_loss", ldm["val_loss"])

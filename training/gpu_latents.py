@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from data import Shards, latent_cache, latent_cache_path
-from util import load_checkpoint
+from util import ema_only, load_checkpoint
 from vae import load_vae
 
 # The posterior's log-variance: about -18.9 for every latent of every image (released VAE v3, 60,000 images).
@@ -67,9 +67,7 @@ def pack(args):
         np.save(f, quantised)
     np.save(f"{args.out}/latents-train-scale.npy", scale.astype(np.float32))
     shutil.copy(args.vae, f"{args.out}/vae.pt")
-    ldm = load_checkpoint(args.ldm)
-    for key in ("opt", "model"):
-        ldm.pop(key, None)
+    ldm = ema_only(load_checkpoint(args.ldm))
     ldm["ema"] = {k: v.half() if v.is_floating_point() else v for k, v in ldm["ema"].items()}
     torch.save(ldm, f"{args.out}/ldm.pt")
     print(f"{n_train} train latents, latent scale {scale} → {args.out}")

@@ -61,6 +61,14 @@ def load_checkpoint(path):
     return torch.load(path, map_location="cpu", weights_only=False)
 
 
+def ema_only(ckpt):
+    """An LDM checkpoint slimmed to what `--init` and export.py read: without the optimiser state and the raw
+    training weights (the EMA weights stay)."""
+    for key in ("opt", "model"):
+        ckpt.pop(key, None)
+    return ckpt
+
+
 class Budget:
     """`--minutes`: steps `warm`..`warm + probe` are timed (the first ones pay for CUDA's start-up), then
     config["steps"] is cut so that the run ends inside the budget (the cosine schedule decays over the steps
