@@ -123,6 +123,17 @@ describe("edit strategy", () => {
     });
     const removed = chooseEditStrategy(before, scene([star, circle]), readings);
     expect(removed).toMatchObject({ kind: "inpaint", cells: ["left", "center"] });
+    // A lone object placed anywhere, pinned to a cell by the edit ("let the square sit in the lower left"):
+    // erased where the describer reads it, drawn in its new cell.
+    const lone = scene([group({ shape: "square", color: "green", placement: { kind: "free" } })]);
+    const lonePinned = scene([
+      group({ shape: "square", color: "green", placement: { kind: "grid", position: "bottom_left" } }),
+    ]);
+    const loneReadings = readings.map((r) => (r.position === "left" ? { ...r, shape: null } : r));
+    expect(chooseEditStrategy(lone, lonePinned, loneReadings)).toMatchObject({
+      kind: "inpaint",
+      cells: ["center", "bottom_left"],
+    });
     // With a grid object changed too, both are repainted.
     const both = chooseEditStrategy(
       before,

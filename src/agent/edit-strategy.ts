@@ -128,7 +128,9 @@ function locateFreeChanges(before: Scene, after: Scene, readings: CellReadings):
  * `readings`, the describer's reading of the session image, lets it find objects without a grid position.
  */
 export function chooseEditStrategy(before: Scene, after: Scene, readings?: CellReadings): EditStrategy {
-  const diff = diffScenes(before, after);
+  // The edit's plan is the target: read the other way, a group placed anywhere that the edit pins to a cell
+  // ("let the square sit in the lower left") is no change, since "anywhere" accepts every cell.
+  const diff = diffScenes(after, before);
   const scene = (["background", "style", "lighting"] as const).filter((f) => before[f] !== after[f]);
   const gridBefore = gridObjects(before);
   const gridAfter = gridObjects(after);
