@@ -4,6 +4,6 @@
  */
 export const DEFAULTS = {
   steps: 20,
-  guidance: 4,
+  guidance: 2,
   sampler: "ddim",
 } as const;

@@ -5,6 +5,7 @@ import { encodePng } from "../../pipelines/image.ts";
 import { randomSeed } from "../../pipelines/random.ts";
 import { loadLocalEngine } from "../client/local.ts";
 import { ProgressView } from "../client/terminal.ts";
+import { DEFAULTS } from "../defaults.ts";
 import { invalid } from "../errors.ts";
 import type { GenerateResult } from "../service/engine.ts";
 import { GenerationRequest, parseInput } from "../service/schemas.ts";
@@ -16,8 +17,8 @@ Makes one image in this process (no server): the planner plans the request, the 
 and engines with a critic re-describe and revise it for up to --rounds rounds.
   -o, --out FILE     the PNG to write (required)
   --seed N           uint32 (default: random; printed, and recorded in the trace)
-  --steps N          denoising steps, 1–100 (default 20)
-  --guidance G       classifier-free guidance scale, 0–20 (default 4)
+  --steps N          denoising steps, 1–100 (default ${DEFAULTS.steps})
+  --guidance G       classifier-free guidance scale, 0–20 (default ${DEFAULTS.guidance})
   --sampler NAME     ddpm, ddim, euler, euler_ancestral, dpmpp_2m, lcm (default: the model's)
   --rounds N         most critique rounds, 1–8
   --negative TEXT    negative prompt
