@@ -4,7 +4,7 @@
  * scene's caption by the frozen model (native text path).
  *
  *   npx tsx src/agent/describer-eval.ts [--n 2000] [--split test] [--seed 3] [--model models/describer]
- *                                       [--ldm models/ldm] [--gen-n 200] [--steps 20] [--guidance 5] [--json FILE]
+ *                                       [--ldm models/ldm] [--gen-n 200] [--steps 20] [--guidance 2] [--json FILE]
  *
  * Object fields are scored per target group (a group the description misses is wrong in every field), with
  * the critic's matching; cells are scored against the layout (occupied or empty, shape, colour, size).
@@ -19,6 +19,7 @@ import { CELL, GRID } from "../../evals/layout.ts";
 import { SPLITS, type Split } from "../../evals/sample.ts";
 import type { Scene } from "../../evals/scene.ts";
 import type { RgbImage } from "../../pipelines/image.ts";
+import { DEFAULTS } from "../defaults.ts";
 import { invalid } from "../errors.ts";
 import { critique } from "./critic.ts";
 import { DEFAULT_DESCRIBER_DIR, type Describer, type Description, LearnedDescriber } from "./describer.ts";
@@ -160,8 +161,8 @@ async function main(argv: string[]): Promise<number> {
       model: { type: "string", default: DEFAULT_DESCRIBER_DIR },
       ldm: { type: "string" },
       "gen-n": { type: "string", default: "200" },
-      steps: { type: "string", default: "20" },
-      guidance: { type: "string", default: "5" },
+      steps: { type: "string", default: String(DEFAULTS.steps) },
+      guidance: { type: "string", default: String(DEFAULTS.guidance) },
       threads: { type: "string" },
       json: { type: "string" },
     },
