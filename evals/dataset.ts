@@ -60,6 +60,8 @@ export interface DatasetRecord {
   /** A chat request for the scene (train phrasing): the planner context for projection training. */
   request: string;
   plan: string;
+  /** What people write for this image, for tuning the native text encoder (training/text-set.ts only). */
+  texts?: string[];
 }
 
 export interface DatasetItem {
@@ -70,12 +72,16 @@ export interface DatasetItem {
 /** Item `index` of the dataset (split, seed): pure, so shards can be produced in any order. */
 export function datasetItem(split: Split, seed: number, index: number): DatasetItem {
   const scene = sampleScene(createRng(deriveSeed(seed, index)), { split });
-  const itemSeed = deriveSeed(seed, index, 1);
+  return sceneItem(scene, deriveSeed(seed, index, 1), `${split}-${seed}-${String(index).padStart(7, "0")}`);
+}
+
+/** `scene` laid out, rendered and described with the streams of `itemSeed`. */
+export function sceneItem(scene: Scene, itemSeed: number, id: string): DatasetItem {
   const layout = layoutScene(scene, itemSeed);
   const image = renderScene(scene, layout, itemSeed).data;
   const captions = captionsFor(scene, createRng(deriveSeed(itemSeed, 2)));
   const record: DatasetRecord = {
-    id: `${split}-${seed}-${String(index).padStart(7, "0")}`,
+    id,
     seed: itemSeed,
     scene,
     layout: layout.instances.map(({ shape, color, size, cx, cy, radius }) => ({
@@ -101,6 +107,8 @@ export interface ExportOptions {
   shardSize?: number;
   /** Called after each shard is written. */
   onShard?: (shard: ShardEntry, done: number) => void;
+  /** Item `index` of another dataset than the world's scenes of `split` (default: datasetItem). */
+  item?: (index: number) => DatasetItem;
 }
 
 function checkInteger(field: string, value: number, min: number): void {
@@ -119,6 +127,7 @@ export function exportDataset(options: ExportOptions): DatasetIndex {
   checkInteger("n", options.n, 1);
   checkInteger("seed", options.seed, 0);
   const shardSize = options.shardSize ?? 10_000;
+  const item = options.item ?? ((index: number) => datasetItem(split, options.seed, index));
   checkInteger("shard-size", shardSize, 1);
   mkdirSync(options.out, { recursive: true });
 
@@ -140,7 +149,7 @@ export function exportDataset(options: ExportOptions): DatasetIndex {
         const size = Math.min(batch, count - offset);
         const lines: string[] = [];
         for (let k = 0; k < size; k++) {
-          const { record, image } = datasetItem(split, options.seed, start + offset + k);
+          const { record, image } = item(start + offset + k);
           buffer.set(image, k * IMAGE_BYTES);
           lines.push(JSON.stringify(record));
         }

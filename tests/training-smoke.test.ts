@@ -36,7 +36,7 @@ describe("training smoke (training/smoke.sh)", () => {
       // Tuning the text encoder leaves the U-Net's file as it was and records itself in the manifest.
       const manifest = JSON.parse(readFileSync(join(dest, "manifest.json"), "utf8"));
       const untuned = JSON.parse(readFileSync(`${dest}-untuned/manifest.json`, "utf8"));
-      expect(manifest.stages.ldm.trained).toMatch(/^text encoder only/);
+      expect(manifest.stages.text_encoder.trained).toMatch(/^text encoder only/);
       expect(manifest.files["unet/model.onnx"].sha256).toBe(untuned.files["unet/model.onnx"].sha256);
       expect(manifest.files["text_encoder/model.onnx"].sha256).not.toBe(
         untuned.files["text_encoder/model.onnx"].sha256,

@@ -58,17 +58,6 @@ class Shards:
         (the request's synonyms — "tiny", "higher than" — are the words users and eval prompts use)."""
         return [r["captions"] + ([r["request"]] if r.get("request") else []) for r in self.records]
 
-    def requests(self):
-        """The extra chat requests of each image written by training/request-texts.ts (DIR/requests.jsonl)."""
-        path = os.path.join(self.root, "requests.jsonl")
-        if not os.path.exists(path):
-            raise SystemExit(f"{path} is missing: write it with `npx tsx training/request-texts.ts --data {self.root}`")
-        with open(path) as f:
-            rows = [json.loads(line) for line in f if line.strip()]
-        if [r["id"] for r in rows] != [r["id"] for r in self.records]:
-            raise SystemExit(f"{path} does not match {self.root}'s records: write it again")
-        return [r["texts"] for r in rows]
-
     def plans(self):
         return [r["plan"] for r in self.records]
 
@@ -160,6 +149,12 @@ def latent_cache_path(shards, vae_checkpoint, out):
     key = f"{os.path.abspath(shards.root)}|{len(shards)}|{shards.index.get('seed')}|{file_sha256(vae_checkpoint)}"
     split = shards.index.get("split", "data")
     return os.path.join(out, "cache", f"latents-{split}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.npy")
+
+
+def sample_latents(cache, idx, generator, scale, device):
+    """Scaled latents of the images `idx`, drawn from their cached posteriors (latent_cache) with `generator`."""
+    mean, logvar = torch.from_numpy(np.asarray(cache[idx])).to(device).chunk(2, dim=1)
+    return (mean + torch.randn(mean.shape, generator=generator).to(device) * (0.5 * logvar).exp()) * scale
 
 
 @torch.no_grad()

@@ -242,8 +242,7 @@ def main():
             "ldm": {"steps": ldm_ckpt["step"], "wall_s": round(ldm_ckpt["wall"], 1),
                     "device": ldm_ckpt.get("device", "cpu"), "val_loss": round(ldm_ckpt["val_loss"], 5),
                     "batch": cfg["batch"], "cond_drop": cfg["cond_drop"]}
-                   | ({"continued_from": ldm_ckpt["source"]} if "source" in ldm_ckpt else {})
-                   | ({"trained": "text encoder only (U-Net and learned null frozen)"} if cfg.get("text_only") else {}),
+                   | ({"continued_from": ldm_ckpt["source"]} if "source" in ldm_ckpt else {}),
         },
         "recommended": {"scheduler": "ddim", "steps": 20, "guidance_scale": args.guidance or cfg["guidance"]},
         "eval": json.load(open(args.eval)) if args.eval else {},

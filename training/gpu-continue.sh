@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# A trained LDM trained further on a lent GPU (config gpu-more, the VAE and so its latent space kept), then its
-# text encoder tuned alone (config text, at batch 512), inside the device time:
-#   training/gpu-continue.sh PACK OUT MORE_MINUTES TEXT_MINUTES
-# PACK comes from `training/gpu_latents.py pack`. Each stage runs under `--minutes` and a hard timeout (MORE_LIMIT,
-# TEXT_LIMIT seconds); OUT receives slim checkpoints (ldm-gpu-more.pt, ldm-text.pt: EMA weights only), the
-# stages' output and their logs (logs.tar). DEVICE=cpu with MORE_ARGS/TEXT_ARGS "--batch 8 --steps 20" checks it here.
+# A trained LDM trained further on a lent GPU (config gpu-more, the VAE and so its latent space kept), inside the
+# device time:
+#   training/gpu-continue.sh PACK OUT MINUTES
+# PACK comes from `training/gpu_latents.py pack`. The stage runs under `--minutes` and a hard timeout (MORE_LIMIT
+# seconds); OUT receives a slim checkpoint (ldm-gpu-more.pt: EMA weights only), the stage's output and its logs
+# (logs.tar). Its export's text encoder is then tuned by training/text_encoder.py (training/README.md).
+# DEVICE=cpu with MORE_ARGS="--batch 8 --steps 20" checks it here.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-pack=${1:?usage: training/gpu-continue.sh PACK OUT MORE_MINUTES TEXT_MINUTES} out=${2:?} more=${3:?} text=${4:?}
+pack=${1:?usage: training/gpu-continue.sh PACK OUT MINUTES} out=${2:?} more=${3:?}
 py=${ATELIER_PYTHON:-python3} device=${DEVICE:-cuda}
 work=$(mktemp -d)
 mkdir -p "$out"
@@ -32,8 +33,5 @@ PY
 timeout "${MORE_LIMIT:-400}" "$py" training/ldm.py "${args[@]}" --config gpu-more --minutes "$more" \
   --init "$pack/ldm.pt" --batch 2048 ${MORE_ARGS:-} 2>&1 | tee "$out/more.log"
 slim gpu-more || exit 1
-timeout "${TEXT_LIMIT:-150}" "$py" training/ldm.py "${args[@]}" --config text --minutes "$text" \
-  --init "$out/ldm-gpu-more.pt" --batch 512 ${TEXT_ARGS:-} 2>&1 | tee "$out/text.log"
-slim text || exit 1
 tar -cf "$out/logs.tar" -C "$work/run" logs
 ls -la "$out"

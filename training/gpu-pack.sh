@@ -11,7 +11,7 @@ import sys
 sys.path.insert(0, "training")
 from gpu_latents import pack_split
 pack, n_train, n_val = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-pack_split("data/train-r", f"{pack}/train-r", n_train, images=True, requests=False)
-pack_split("data/val-r", f"{pack}/val-r", n_val, images=True, requests=False)
+pack_split("data/train-r", f"{pack}/train-r", n_train, images=True)
+pack_split("data/val-r", f"{pack}/val-r", n_val, images=True)
 PY
 du -sh "$pack"

@@ -7,7 +7,7 @@ standard deviation is about 4e-4, so its mean alone, quantised to int8 per chann
         --ldm training/checkpoints/gpu/ldm-gpu.pt --data data/train-r --val data/val-r --out PACK
     python3 training/gpu_latents.py unpack --out PACK --work WORK      # on the GPU (training/gpu-continue.sh)
 
-PACK holds train-r (records: captions and request only; requests.jsonl; no images), val-r (1,024 images), the
+PACK holds train-r (records: captions and request only; no images), val-r (1,024 images), the
 train latents, vae.pt and ldm.pt (the EMA weights in fp16, from which `--init` continues in fp32).
 """
 
@@ -29,9 +29,9 @@ from vae import load_vae
 LOGVAR = -18.9
 
 
-def pack_split(src, dst, n, images, requests=True):
+def pack_split(src, dst, n, images):
     """The first `n` records of split `src` (captions and request only) into `dst`, xz-compressed, with their
-    images when `images`, and with the split's requests.jsonl (the text tune's) when `requests`."""
+    images when `images`."""
     os.makedirs(dst, exist_ok=True)
     index = json.load(open(f"{src}/index.json"))
     shards, left = [], n
@@ -50,9 +50,6 @@ def pack_split(src, dst, n, images, requests=True):
         shards.append(dict(shard, n=keep))
     index.update(shards=shards, n=sum(s["n"] for s in shards))
     json.dump(index, open(f"{dst}/index.json", "w"), indent=1)
-    if requests:
-        with open(f"{src}/requests.jsonl") as f, lzma.open(f"{dst}/requests.jsonl.xz", "wt", preset=9) as g:
-            g.writelines(line for _, line in zip(range(index["n"]), f))
     return index["n"]
 
 

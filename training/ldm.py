@@ -12,8 +12,7 @@ the text tokens. ε-prediction on Stable Diffusion's schedule: `scaled_linear` b
 1000 steps; the loss is weighted by min(SNR, 5) / SNR (min-SNR-γ, Hang et al. 2023) for faster convergence.
 AdamW, linear warm-up + cosine decay, gradient clipping at 1.0, EMA of the weights (the EMA is exported).
 
-`--config text --init CKPT` trains the text encoder of a trained LDM alone, on its full captions and the requests
-of training/request-texts.ts, with the U-Net and the null frozen (CONFIGS["text"] says why).
+After export, training/text_encoder.py tunes the text encoder alone on what people write (U-Net and null frozen).
 
     /usr/bin/python3 training/ldm.py --data data/train --val data/val [--vae training/checkpoints/vae-default.pt]
 """
@@ -23,7 +22,6 @@ import os
 # Idle OpenMP threads must sleep, not spin: on 2 cores shared with other jobs, spinning made a step 40× slower.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import copy
 import math
 import time
 
@@ -32,7 +30,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from data import Shards, WordTokenizer, file_sha256, latent_cache
+from data import Shards, WordTokenizer, file_sha256, latent_cache, sample_latents
 from util import (EMA, Budget, Log, device_name, load_checkpoint, lr_at, parser, rng_state, save_checkpoint,
                   set_rng_state, setup)
 from vae import load_vae, save_grid
@@ -57,19 +55,6 @@ CONFIGS = {
 # small network costs in kernel launches alone, so four times the batch should cost little more per step; a
 # lower peak rate, as the weights start trained.
 CONFIGS["gpu-more"] = dict(CONFIGS["gpu"], batch=1024, lr=5e-4, warmup=200, ema=0.999, eval_every=1000)
-# text: only the text encoder trains (`--init` the released LDM), on the full captions and the extra requests of
-# training/request-texts.ts, whose left-out attributes are REQUEST_DEFAULTS' — the planner's reading of a prompt.
-# It is distilled: the U-Net under the student's text must predict what it predicts under the --init encoder
-# (the teacher) given the image's full caption, where every attribute is stated. The plain denoising loss taught
-# little of it in 1,250 steps (an unstated background still came out as the noise chose): a background is
-# decided at high noise, where the image moves the ε target by √ᾱ·Δx₀ under noise of variance 1, while the
-# teacher's prediction is a target without that noise. The U-Net and the learned null (the CFG branch every
-# mode shares) stay bit for bit as they were, so the projection layers and everything after them are
-# unaffected; only prompts through the text encoder change. Its network is the checkpoint's (ARCH_KEYS); no
-# caption is dropped, as the null is not trained. Up to 3 [UNK] are inserted into most texts, so that
-# a prompt's words the tokenizer never saw ("a circle plus a star") do not hide what it asks for.
-CONFIGS["text"] = dict(CONFIGS["gpu"], batch=128, steps=1500, lr=5e-4, warmup=100, ema=0.998, cond_drop=0.0,
-                       log_every=25, eval_every=250, text_only=True, x0_weight_cap=20.0, unk_insert=3)
 ARCH_KEYS = ("max_length", "d_cond", "text_layers", "text_heads", "channels", "blocks", "heads", "d_emb",
              "num_train_timesteps", "beta_start", "beta_end")
 
@@ -324,16 +309,12 @@ def main():
     vae, vae_ckpt = load_vae(vae_path, device)
     scale = vae_ckpt["scaling_factor"]
     train, val = Shards(args.data), Shards(args.val)
-    text_only = config.get("text_only", False)
     resume = load_checkpoint(path) if args.resume else None
-    # The text tune's teacher is --init's text encoder, resumed or not.
-    init = load_checkpoint(args.init) if args.init and (text_only or not resume) else None
+    init = load_checkpoint(args.init) if args.init and not resume else None
     if init and init["vae"]["scaling_factor"] != scale:
         # A decoder fine-tune keeps the factor; another encoder measures its own: its latents are not init's.
         raise SystemExit(f"--init {args.init}: trained on latents with scaling factor {init['vae']['scaling_factor']}, "
                          f"{vae_path} has {scale}")
-    if text_only and not init:
-        raise SystemExit(f"--config {args.config} tunes the text encoder of a trained LDM: give --init CKPT")
     if init:  # a continuation keeps the network it continues
         config.update({k: init["config"][k] for k in ARCH_KEYS})
     if resume or init:
@@ -343,20 +324,9 @@ def main():
         tok = WordTokenizer.build([t for ts in train.texts() for t in ts], config["max_length"])
     train_lat = latent_cache(train, vae.encoder, vae_path, args.out, device)
     val_lat = latent_cache(val, vae.encoder, vae_path, args.out, device)
-    if text_only:
-        # The geneval-like and partial captions leave out attributes of any value; the requests only defaults.
-        train_caps, val_caps = (Captions([c[:2] + r for c, r in zip(s.captions(), s.requests())], tok)
-                                for s in (train, val))
-        val_caps.start += 2  # the validation loss reads each image's first request
-        train_full, val_full = (tok.encode([c[0] for c in s.captions()]) for s in (train, val))
-    else:
-        train_caps, val_caps = Captions(train.texts(), tok), Captions(val.texts(), tok)
+    train_caps, val_caps = Captions(train.texts(), tok), Captions(val.texts(), tok)
 
     model = LDM(config, len(tok.vocab), tok.pad_id).to(device)
-    if text_only:
-        model.unet.requires_grad_(False)
-        model.text.null_tokens.requires_grad_(False)
-        model.text.null_pooled.requires_grad_(False)
     ema = EMA(model, config["ema"])
     trainable = [(n_, p_) for n_, p_ in model.named_parameters() if p_.requires_grad]
     decay, no_decay = [], []
@@ -376,7 +346,6 @@ def main():
     if init:
         model.load_state_dict(init["ema"])
         ema.model.load_state_dict(init["ema"])
-        teacher = copy.deepcopy(model.text).eval().requires_grad_(False) if text_only else None
         source = dict(file=os.path.basename(args.init), steps=init["step"], wall_s=round(init["wall"], 1),
                       device=init.get("device"), val_loss=round(init["val_loss"], 5))
         if "source" in init:
@@ -399,32 +368,15 @@ def main():
     snr = ac / (1 - ac)
     weight = snr.clamp(max=config["snr_gamma"]) / snr
 
-    def latents(lat, idx, g):
-        mean, logvar = torch.from_numpy(np.asarray(lat[idx])).to(device).chunk(2, dim=1)
-        return (mean + torch.randn(mean.shape, generator=g).to(device) * (0.5 * logvar).exp()) * scale
-
-    def denoising_loss(net, z, ids, t, noise, _):
+    def denoising_loss(net, z, ids, t, noise):
         a = ac[t][:, None, None, None]
         eps = net(a.sqrt() * z + (1 - a).sqrt() * noise, t.float(), torch.from_numpy(ids).to(device))
         return (weight[t] * (eps - noise).pow(2).mean(dim=(1, 2, 3))).mean()
 
-    # In x₀ units (weight 1/SNR, capped): the decisions a prompt makes at high noise count as much as the rest.
-    x0_weight = (1 / snr).clamp(max=config["x0_weight_cap"]) if text_only else None
-
-    def distillation_loss(net, z, ids, t, noise, full_ids):
-        a = ac[t][:, None, None, None]
-        x = a.sqrt() * z + (1 - a).sqrt() * noise
-        with torch.no_grad():
-            target = net.unet(x, t.float(), *teacher(torch.from_numpy(full_ids).to(device)))
-        eps = net(x, t.float(), torch.from_numpy(ids).to(device))
-        return (x0_weight[t] * (eps - target).pow(2).mean(dim=(1, 2, 3))).mean()
-
-    loss_on = distillation_loss if text_only else denoising_loss
-
     # A fixed validation problem (latents, captions, timesteps, noise) so its loss is comparable over time.
     g_val = torch.Generator().manual_seed(1234)
     val_idx = np.arange(min(config["n_eval"], len(val)))
-    val_z = latents(val_lat, val_idx, g_val)
+    val_z = sample_latents(val_lat, val_idx, g_val, scale, device)
     val_ids = val_caps.ids[val_caps.start[val_idx]]
     val_t = torch.linspace(0, config["num_train_timesteps"] - 1, len(val_idx)).long().to(device)
     val_noise = torch.randn(val_z.shape, generator=g_val).to(device)
@@ -438,13 +390,13 @@ def main():
     while step < config["steps"]:
         budget.check(step, config)
         idx = np.sort(gen.integers(0, len(train), config["batch"]))
-        z = latents(train_lat, idx, g_noise)
-        ids = train_caps.pick(idx, gen, config["cond_drop"], config["unk_drop"], config.get("unk_insert", 0))
+        z = sample_latents(train_lat, idx, g_noise, scale, device)
+        ids = train_caps.pick(idx, gen, config["cond_drop"], config["unk_drop"])
         t = torch.randint(0, config["num_train_timesteps"], (len(idx),), generator=g_noise).to(device)
         noise = torch.randn(z.shape, generator=g_noise).to(device)
         for group in opt.param_groups:
             group["lr"] = lr_at(step, config)
-        loss = loss_on(model, z, ids, t, noise, train_full[idx] if text_only else None)
+        loss = denoising_loss(model, z, ids, t, noise)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_([p_ for _, p_ in trainable], 1.0)
@@ -460,11 +412,9 @@ def main():
             tick, acc = now, []
         if step % config["eval_every"] == 0 or step == config["steps"]:
             with torch.no_grad():
-                val_full_ids = val_full[val_idx] if text_only else None
-                val_loss = loss_on(ema.model, val_z, val_ids, val_t, val_noise, val_full_ids).item()
+                val_loss = denoising_loss(ema.model, val_z, val_ids, val_t, val_noise).item()
             log.write(step=step, val_loss=val_loss)
-            measure = "x₀ distance to the teacher" if text_only else "ε-MSE, min-SNR weighted"
-            log.plot(["loss", "val_loss"], f"{name} ({measure})")
+            log.plot(["loss", "val_loss"], f"{name} (ε-MSE, min-SNR weighted)")
             images = sample(ema.model, tok, preview * 2, config, scale, vae.decoder, seed=step)
             save_grid(images, f"{args.out}/logs/{name}-samples.png", rows=2)
             wall += time.time() - tick

@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # Smoke test of the diffusion training stack (CI): tiny configs train a few steps of every stage on a tiny
-# dataset exported by `atelier world export`, resume once, tune the text encoder alone, and export the result in
-# the diffusers ONNX layout (DEST; the LDM before the tuning in DEST-untuned) and a projection trained on it
-# (DEST-projection).
+# dataset exported by `atelier world export`, resume once, export the result in the diffusers ONNX layout
+# (DEST-untuned), tune its text encoder alone (DEST), and train a projection on it (DEST-projection).
 #   training/smoke.sh DEST        (tests/fixtures/tiny-ldm was made by this script)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,20 +16,22 @@ args=(--threads 1 --config tiny --data "$work/train" --val "$work/val" --out "$w
 "$py" training/vae.py "${args[@]}" --steps 4
 "$py" training/ldm.py "${args[@]}" --steps 3
 "$py" training/ldm.py "${args[@]}" --steps 6 --resume
-# The text encoder tuned on the extra requests, the U-Net and the null frozen; that is what is exported (DEST;
-# DEST-untuned is the LDM before, for the test that the U-Net is the same file).
+# The export (DEST-untuned), then its text encoder tuned on a tiny text set, the U-Net and the null frozen, in a
+# copy (DEST; the test checks that the U-Net is the same file).
 "$py" training/export.py --config tiny --out "$work/run" --dest "$dest-untuned" --fp16 > /dev/null
-npx tsx training/request-texts.ts --data "$work/train" --per 1 > /dev/null
-npx tsx training/request-texts.ts --data "$work/val" --per 1 > /dev/null
-"$py" training/ldm.py "${args[@]}" --config text --init "$work/run/checkpoints/ldm-tiny.pt" \
-  --vae "$work/run/checkpoints/vae-tiny.pt" --steps 2 --batch 8
-"$py" training/export.py --config tiny --out "$work/run" --ldm "$work/run/checkpoints/ldm-text.pt" --dest "$dest" --fp16
-# The lent-GPU continuation (training/README.md), on the CPU: the LDM packed with its training latents, unpacked,
-# trained on and tuned again.
+cp -r "$dest-untuned" "$dest"
+npx tsx training/text-set.ts --n 32 --seed 1 --out "$work/text-train" > /dev/null
+npx tsx training/text-set.ts --n 16 --seed 2 --out "$work/text-val" > /dev/null
+text=(--threads 1 --config tiny --model "$dest" --out "$work/run")
+"$py" training/text_encoder.py "${text[@]}" --data "$work/text-train" --val "$work/text-val" --steps 2
+"$py" training/text_encoder.py "${text[@]}" --data "$work/text-train" --val "$work/text-val" --steps 4 --resume
+"$py" training/text_encoder.py "${text[@]}" --export
+# The lent-GPU continuation (training/README.md), on the CPU: the LDM packed with its training latents, unpacked
+# and trained on.
 "$py" training/gpu_latents.py pack --vae "$work/run/checkpoints/vae-tiny.pt" --ldm "$work/run/checkpoints/ldm-tiny.pt" \
   --data "$work/train" --val "$work/val" --n-val 16 --cache "$work/run" --out "$work/pack" > /dev/null
-DEVICE=cpu THREADS=1 ATELIER_PYTHON="$py" MORE_ARGS="--batch 8 --steps 2" TEXT_ARGS="--batch 8 --steps 2" \
-  training/gpu-continue.sh "$work/pack" "$work/continued" 1 1 > /dev/null
+DEVICE=cpu THREADS=1 ATELIER_PYTHON="$py" MORE_ARGS="--batch 8 --steps 2" \
+  training/gpu-continue.sh "$work/pack" "$work/continued" 1 > /dev/null
 # The projection between the committed tiny planner and the LDM just exported; a warm start (--init) from it
 # is how the projection follows a denoiser that trained on.
 proj=(--config tiny --planner tests/fixtures/tiny-planner --denoiser "$dest" --data "$work/train" --val "$work/val"

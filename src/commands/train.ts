@@ -6,7 +6,7 @@ import { fileURLToPath } from "node:url";
 import { invalid } from "../errors.ts";
 
 const TRAINING = join(dirname(fileURLToPath(import.meta.url)), "../../training");
-const STAGES = ["vae", "ldm", "export", "planner", "projection", "describer"] as const;
+const STAGES = ["vae", "ldm", "export", "text_encoder", "planner", "projection", "describer"] as const;
 
 export const usage = `atelier train <stage> [options passed to training/<stage>.py]
 
@@ -14,6 +14,9 @@ Stages (PyTorch, run with $ATELIER_PYTHON or /usr/bin/python3):
   vae      KL-VAE 64×64×3 ↔ 8×8×4       atelier train vae --data data/train --val data/val
   ldm      text encoder + U-Net denoiser  atelier train ldm --data data/train --val data/val
   export   diffusers ONNX layout          atelier train export --dest models/ldm --fp16
+  text_encoder  the export's text encoder tuned alone on requests and edits (training/text-set.ts's data)
+                                          atelier train text_encoder --model models/ldm --data data/text-train
+                                            --val data/text-val, then --export
   planner  Llama planner LLM              atelier train planner train --corpus data/chat/train.jsonl
                                           atelier train planner export --out models/planner
   projection  plan states → conditioning  atelier train projection train --planner models/planner --denoiser models/ldm
