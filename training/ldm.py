@@ -23,7 +23,6 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import math
-import time
 
 import numpy as np
 import torch
@@ -31,8 +30,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from data import Shards, WordTokenizer, file_sha256, latent_cache, sample_latents
-from util import (EMA, Budget, Log, device_name, load_checkpoint, lr_at, parser, rng_state, save_checkpoint,
-                  set_rng_state, setup)
+from util import (EMA, Budget, Log, Progress, device_name, load_checkpoint, lr_at, parser, rng_state,
+                  save_checkpoint, set_rng_state, setup)
 from vae import load_vae, save_grid
 
 CONFIGS = {
@@ -385,7 +384,7 @@ def main():
     g_noise = torch.Generator().manual_seed(args.seed)
     if resume:
         g_noise.set_state(resume["rng_noise"])
-    tick, acc = time.time(), []
+    progress = Progress(log, wall)
     budget = Budget(args.minutes)
     while step < config["steps"]:
         budget.check(step, config)
@@ -403,13 +402,7 @@ def main():
         opt.step()
         ema.update(model, step)
         step += 1
-        acc.append(loss.item())
-        if step % config["log_every"] == 0 or step == config["steps"]:
-            now = time.time()
-            wall += now - tick
-            log.write(step=step, loss=float(np.mean(acc)), lr=lr_at(step, config),
-                      s_per_step=(now - tick) / len(acc), wall=round(wall, 1))  # fmt: skip
-            tick, acc = now, []
+        progress.step(step, loss.item(), config)
         if step % config["eval_every"] == 0 or step == config["steps"]:
             with torch.no_grad():
                 val_loss = denoising_loss(ema.model, val_z, val_ids, val_t, val_noise).item()
@@ -417,9 +410,9 @@ def main():
             log.plot(["loss", "val_loss"], f"{name} (ε-MSE, min-SNR weighted)")
             images = sample(ema.model, tok, preview * 2, config, scale, vae.decoder, seed=step)
             save_grid(images, f"{args.out}/logs/{name}-samples.png", rows=2)
-            wall += time.time() - tick
+            progress.pause()
             state = dict(config=config, tokenizer=tok.state(), model=model.state_dict(), ema=ema.model.state_dict(),
-                         opt=opt.state_dict(), step=step, wall=wall, device=device_name(device), rng=rng_state(gen),
+                         opt=opt.state_dict(), step=step, wall=progress.wall, device=device_name(device), rng=rng_state(gen),
                          rng_noise=g_noise.get_state(),
                          params=dict(text_encoder=n_text, unet=n_unet), val_loss=val_loss, seed=args.seed,
                          vae=dict(path=vae_path, sha256=file_sha256(vae_path), scaling_factor=scale),
@@ -427,7 +420,7 @@ def main():
             if source:
                 state["source"] = source
             save_checkpoint(path, state)
-            tick = time.time()
+            progress.resume()
 
 
 if __name__ == "__main__":

@@ -8,10 +8,11 @@
  *   encoder that maps "a circle" to the average of all colours conditions the denoiser towards a grey blob;
  *   so each shape gets its own (UNSTATED_COLOR), taught by a request with those colour words taken out (only
  *   where a group has its shape's colour, so the text stays true). A GenEval-like "a photo of …" in the same
- *   words keeps the caption form people and benchmarks write.
- * - The rest show the last scene of an edit dialogue (two or three turns) and carry its turns joined by ". ",
- *   as the native generator reads a dialogue: the encoder has to apply the edits to the opening request.
- *
+ *   words keeps the caption form people and benchmarks write. Short prompts of the objects alone ("three
+ *   circles") are common and a scene with the default background, style and lighting is rare, so `--bare` of
+ *   these images get those defaults and two such requests more.
+ * - The rest (`--edits`) show the last scene of an edit dialogue (two or three turns) and carry its turns joined
+ *   by ". ", as the native generator reads a dialogue: the encoder has to apply the edits to the opening request.
  *
  * DIR/content-words.json lists the world's attribute words (shapes, colours, counts, sizes, places, styles, …) in
  * both phrasing families: the tune reads every other word as one a prompt may replace by words it never saw.

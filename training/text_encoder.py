@@ -32,7 +32,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import copy
 import json
-import time
 
 import numpy as np
 import torch
@@ -41,8 +40,8 @@ from data import Shards, WordTokenizer, file_sha256, latent_cache, sample_latent
 from export import TextEncoderGraph, export, write_json
 from frozen import Denoiser, read_json
 from ldm import Captions, TextEncoder
-from util import (EMA, Budget, Log, device_name, load_checkpoint, lr_at, parser, rng_state, save_checkpoint,
-                  set_rng_state, setup)
+from util import (EMA, Budget, Log, Progress, device_name, load_checkpoint, lr_at, parser, rng_state,
+                  save_checkpoint, set_rng_state, setup)
 
 # unk_other / unk_content: the chance that a word outside / inside the world's attribute words is read as [UNK].
 CONFIGS = {
@@ -153,7 +152,7 @@ def train(args, config, device):
         start_loss = distillation_loss(untuned, val_z, val_ids, val_t, val_noise, val_full[val_idx])
     print(f"validation loss of the untuned encoder: {start_loss.item():.4f}")
 
-    tick, acc = time.time(), []
+    progress = Progress(log, wall)
     budget = Budget(args.minutes)
     while step < config["steps"]:
         budget.check(step, config)
@@ -172,25 +171,20 @@ def train(args, config, device):
         opt.step()
         ema.update(student, step)
         step += 1
-        acc.append(loss.item())
-        if step % config["log_every"] == 0 or step == config["steps"]:
-            now = time.time()
-            wall += now - tick
-            log.write(step=step, loss=float(np.mean(acc)), lr=lr_at(step, config),
-                      s_per_step=(now - tick) / len(acc), wall=round(wall, 1))  # fmt: skip
-            tick, acc = now, []
+        progress.step(step, loss.item(), config)
         if step % config["eval_every"] == 0 or step == config["steps"]:
             with torch.no_grad():
                 val_loss = distillation_loss(ema.model, val_z, val_ids, val_t, val_noise, val_full[val_idx]).item()
             log.write(step=step, val_loss=val_loss)
             log.plot(["loss", "val_loss"], f"{NAME} (x₀ distance to the teacher)")
-            wall += time.time() - tick
+            progress.pause()
             save_checkpoint(path, dict(
                 config=config, tokenizer=tok.state(), model=student.state_dict(), ema=ema.model.state_dict(),
-                opt=opt.state_dict(), step=step, wall=wall, device=device_name(device), rng=rng_state(gen),
+                opt=opt.state_dict(), step=step, wall=progress.wall, device=device_name(device), rng=rng_state(gen),
                 rng_noise=g_noise.get_state(), val_loss=val_loss, start_val_loss=start_loss.item(), seed=args.seed,
-                text_layers=len(student.blocks), teacher_sha256=teacher_sha, data=dict(n=len(train_set), seed=train_set.index.get("seed"))))  # fmt: skip
-            tick = time.time()
+                text_layers=len(student.blocks), teacher_sha256=teacher_sha,
+                data=dict(n=len(train_set), seed=train_set.index.get("seed"))))  # fmt: skip
+            progress.resume()
 
 
 def export_to(folder, ckpt):
