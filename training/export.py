@@ -31,6 +31,15 @@ from ldm import load_ldm
 from vae import load_vae
 
 OPSET = 17
+# Input names, output names and dynamic axes of the text encoder's and the U-Net's graphs (diffusers' I/O names):
+# the same for an export and for the probe that reads an export's weights back (frozen.py).
+TEXT_ENCODER_IO = (["input_ids"], ["last_hidden_state", "pooler_output"],
+                   {"input_ids": {0: "batch", 1: "sequence"}, "last_hidden_state": {0: "batch", 1: "sequence"},
+                    "pooler_output": {0: "batch"}})  # fmt: skip
+UNET_IO = (["sample", "timestep", "encoder_hidden_states", "text_embeds"], ["out_sample"],
+           {"sample": {0: "batch", 2: "height", 3: "width"}, "timestep": {0: "batch"},
+            "encoder_hidden_states": {0: "batch", 1: "sequence"}, "text_embeds": {0: "batch"},
+            "out_sample": {0: "batch", 2: "height", 3: "width"}})  # fmt: skip
 
 
 class TextEncoderGraph(nn.Module):
@@ -148,9 +157,8 @@ def main():
     reference = {"formula": "float inputs: x[i] = fround(amp * sin(0.37 * i + phase))", "caption": caption}
     reference["text_encoder"] = {
         "inputs": {"input_ids": {"dims": list(ids.shape), "data": ids.ravel().tolist()}},
-        "outputs": export(TextEncoderGraph(ldm.text), (ids,), ["input_ids"], ["last_hidden_state", "pooler_output"],
-                          {"input_ids": {0: "batch", 1: "sequence"}, "last_hidden_state": {0: "batch", 1: "sequence"},
-                           "pooler_output": {0: "batch"}}, f"{dest}/text_encoder/model.onnx", args.fp16),
+        "outputs": export(TextEncoderGraph(ldm.text), (ids,), *TEXT_ENCODER_IO, f"{dest}/text_encoder/model.onnx",
+                          args.fp16),
     }  # fmt: skip
     unet_in = dict(sample=((2, 4, 8, 8), 1.0, 0.0), encoder_hidden_states=((2, L, d), 1.0, 0.5),
                    text_embeds=((2, d), 1.0, 1.0))  # fmt: skip
@@ -160,10 +168,7 @@ def main():
         "inputs": {**{k: {"dims": list(v[0]), "amp": v[1], "phase": v[2]} for k, v in unet_in.items()},
                    "timestep": {"dims": [2], "data": timestep.tolist()}},
         "outputs": export(UNetGraph(ldm.unet), (tensors["sample"], timestep, tensors["encoder_hidden_states"],
-                          tensors["text_embeds"]), ["sample", "timestep", "encoder_hidden_states", "text_embeds"],
-                          ["out_sample"], {"sample": {0: "batch", 2: "height", 3: "width"}, "timestep": {0: "batch"},
-                          "encoder_hidden_states": {0: "batch", 1: "sequence"}, "text_embeds": {0: "batch"},
-                          "out_sample": {0: "batch", 2: "height", 3: "width"}}, f"{dest}/unet/model.onnx", args.fp16),
+                          tensors["text_embeds"]), *UNET_IO, f"{dest}/unet/model.onnx", args.fp16),
     }  # fmt: skip
     image = torch.from_numpy(fill((2, 3, 64, 64), 0.9, 0.0))
     reference["vae_encoder"] = {

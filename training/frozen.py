@@ -23,7 +23,7 @@ import torch.nn as nn
 from onnx import numpy_helper
 
 from data import WordTokenizer
-from export import OPSET, TextEncoderGraph, UNetGraph, VaeEncoderGraph, fill
+from export import OPSET, TEXT_ENCODER_IO, UNET_IO, TextEncoderGraph, UNetGraph, VaeEncoderGraph, fill
 from ldm import TextEncoder, UNet, alphas_cumprod
 from planner import Llama, export_onnx
 from vae import Encoder
@@ -134,20 +134,14 @@ class Denoiser:
         self.unet = UNet(channels=u["block_out_channels"], blocks=u["layers_per_block"], heads=u["num_attention_heads"],
                          d_emb=u["time_embedding_dim"], d_cond=d)  # fmt: skip
         unet_in = (torch.zeros(2, 4, 8, 8), torch.tensor([500.0, 21.0]), torch.zeros(2, length, d), torch.zeros(2, d))
-        load_onnx_weights(self.unet, lambda m, p: _export(
-            UNetGraph(m), unet_in, ["sample", "timestep", "encoder_hidden_states", "text_embeds"], ["out_sample"],
-            {"sample": {0: "batch", 2: "height", 3: "width"}, "timestep": {0: "batch"},
-             "encoder_hidden_states": {0: "batch", 1: "sequence"}, "text_embeds": {0: "batch"},
-             "out_sample": {0: "batch", 2: "height", 3: "width"}}, p),
-            os.path.join(folder, "unet", "model.onnx"))  # fmt: skip
+        load_onnx_weights(self.unet, lambda m, p: _export(UNetGraph(m), unet_in, *UNET_IO, p),
+                          os.path.join(folder, "unet", "model.onnx"))
 
         self.text = TextEncoder(t["vocab_size"], t["pad_token_id"], length, d, t["num_hidden_layers"],
                                 t["num_attention_heads"])  # fmt: skip
         ids = torch.from_numpy(self.tokenizer.encode(["a", ""]))
-        load_onnx_weights(self.text, lambda m, p: _export(
-            TextEncoderGraph(m), (ids,), ["input_ids"], ["last_hidden_state", "pooler_output"],
-            {"input_ids": {0: "batch", 1: "sequence"}, "last_hidden_state": {0: "batch", 1: "sequence"},
-             "pooler_output": {0: "batch"}}, p), os.path.join(folder, "text_encoder", "model.onnx"))  # fmt: skip
+        load_onnx_weights(self.text, lambda m, p: _export(TextEncoderGraph(m), (ids,), *TEXT_ENCODER_IO, p),
+                          os.path.join(folder, "text_encoder", "model.onnx"))
 
         self.vae_encoder = Encoder(v["block_out_channels"], v["latent_channels"])
         holder = nn.Module()

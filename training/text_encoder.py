@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from data import Shards, WordTokenizer, file_sha256, latent_cache, sample_latents
-from export import TextEncoderGraph, export, write_json
+from export import TEXT_ENCODER_IO, TextEncoderGraph, export, write_json
 from frozen import Denoiser, read_json
 from ldm import Captions, TextEncoder
 from util import (EMA, Budget, Log, Progress, device_name, load_checkpoint, lr_at, parser, rng_state,
@@ -203,9 +203,8 @@ def export_to(folder, ckpt):
     ids = torch.from_numpy(tok.encode([reference["caption"], ""]))
     reference["text_encoder"] = {
         "inputs": {"input_ids": {"dims": list(ids.shape), "data": ids.ravel().tolist()}},
-        "outputs": export(TextEncoderGraph(encoder), (ids,), ["input_ids"], ["last_hidden_state", "pooler_output"],
-                          {"input_ids": {0: "batch", 1: "sequence"}, "last_hidden_state": {0: "batch", 1: "sequence"},
-                           "pooler_output": {0: "batch"}}, os.path.join(folder, "text_encoder", "model.onnx"), True),
+        "outputs": export(TextEncoderGraph(encoder), (ids,), *TEXT_ENCODER_IO,
+                          os.path.join(folder, "text_encoder", "model.onnx"), True),
     }  # fmt: skip
     with open(os.path.join(folder, "reference.json"), "w") as f:
         json.dump(reference, f)
