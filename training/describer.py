@@ -30,7 +30,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from data import Shards, file_sha256
-from util import Log, load_checkpoint, lr_at, rng_state, save_checkpoint, set_rng_state
+from util import Log, Progress, load_checkpoint, lr_at, rng_state, save_checkpoint, set_rng_state
 
 # Must equal the vocabularies of evals/scene.ts (checked against the records while building labels).
 SHAPES = ["circle", "square", "triangle", "star", "diamond", "cross"]
@@ -299,7 +299,7 @@ def train(args):
     print(f"describer: {n_params} parameters, {len(train_set)} train / {len(val)} val images, "
           f"VAE {vae_path or 'none'}, {config}", flush=True)  # fmt: skip
 
-    tick, acc = time.time(), []
+    progress = Progress(log, wall)
     while step < config["steps"]:
         batch = config["batch"]
         use_vae = vae_images is not None and gen.random() < config["vae_share"]
@@ -319,13 +319,7 @@ def train(args):
         loss.backward()
         opt.step()
         step += 1
-        acc.append(loss.item())
-        if step % config["log_every"] == 0 or step == config["steps"]:
-            now = time.time()
-            wall += now - tick
-            log.write(step=step, loss=float(np.mean(acc)), lr=lr_at(step, config),
-                      s_per_step=(now - tick) / len(acc), wall=round(wall, 1))  # fmt: skip
-            tick, acc = now, []
+        progress.step(step, config, loss=loss.item())
         if step % config["eval_every"] == 0 or step == config["steps"]:
             figures = {}
             for name, x_eval in eval_sets.items():
@@ -335,12 +329,13 @@ def train(args):
             log.plot(["loss"], f"describer (val image accuracy clean {figures['clean_image']:.3f})")
             if vae_info and vae_info not in history:
                 history.append(vae_info)
-            state = dict(config=config, model=model.state_dict(), opt=opt.state_dict(), step=step, wall=wall,
+            progress.pause()
+            state = dict(config=config, model=model.state_dict(), opt=opt.state_dict(), step=step, wall=progress.wall,
                          rng=rng_state(gen), params=n_params, eval=figures, vae_history=history, init=init,
                          data=dict(split=train_set.index.get("split"), seed=train_set.index.get("seed"),
                                    n=len(train_set)), seed=args.seed)  # fmt: skip
             save_checkpoint(path, state)
-            tick = time.time()
+            progress.resume()
 
 
 def reference_input():

@@ -402,7 +402,7 @@ def main():
         opt.step()
         ema.update(model, step)
         step += 1
-        progress.step(step, loss.item(), config)
+        progress.step(step, config, loss=loss.item())
         if step % config["eval_every"] == 0 or step == config["steps"]:
             with torch.no_grad():
                 val_loss = denoising_loss(ema.model, val_z, val_ids, val_t, val_noise).item()

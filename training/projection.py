@@ -56,7 +56,8 @@ from data import Shards, file_sha256, latent_cache
 from frozen import Denoiser, load_planner
 from ldm import Attention, TextBlock
 from planner import words
-from util import Budget, Log, load_checkpoint, lr_at, parser, rng_state, save_checkpoint, set_rng_state, setup
+from util import (Budget, Log, Progress, load_checkpoint, lr_at, parser, rng_state, save_checkpoint, set_rng_state,
+                  setup)
 
 CONFIGS = {
     "default": dict(M=16, layers="mix", top_k=3, heads=4, mlp_mult=2, plan_blocks=1, slots=5, object_queries=3,
@@ -453,12 +454,12 @@ def train(args):
     data = dict(root=args.data, n=train_split.n, seed=train_split.shards.index.get("seed"))
 
     def state(val):
-        return dict(config=config, model=model.state_dict(), opt=opt.state_dict(), step=step, wall=wall,
+        return dict(config=config, model=model.state_dict(), opt=opt.state_dict(), step=step, wall=progress.wall,
                     rng=rng_state(gen), rng_noise=g_noise.get_state(), models=models, seed=args.seed, val=val,
                     params=n_params, data=data, init=args.init or (resume or {}).get("init"))  # fmt: skip
 
     model.train()
-    tick, acc, acc_aux = time.time(), [], []
+    progress = Progress(log, wall)
     budget = Budget(args.minutes)
     while step < config["steps"]:
         budget.check(step, config)
@@ -483,21 +484,14 @@ def train(args):
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         step += 1
-        acc.append(loss.item())
-        acc_aux.append(aux.item())
-        if step % config["log_every"] == 0 or step == config["steps"]:
-            now = time.time()
-            wall += now - tick
-            log.write(step=step, loss=float(np.mean(acc)), aux=float(np.mean(acc_aux)), lr=lr_at(step, config),
-                      s_per_step=(now - tick) / len(acc), wall=round(wall, 1))  # fmt: skip
-            tick, acc, acc_aux = now, [], []
+        progress.step(step, config, loss=loss.item(), aux=aux.item())
         if step % config["eval_every"] == 0 or step == config["steps"]:
             val = evaluate()
             log.write(step=step, **val, mix=[round(x, 4) for x in model.mix_weights().tolist()])
             log.plot(["loss", "val_loss", "val_native", "val_null"], f"{name} (ε-MSE, min-SNR weighted)")
-            wall += time.time() - tick
+            progress.pause()
             save_checkpoint(path, state(val))
-            tick = time.time()
+            progress.resume()
 
 
 class ProjectionGraph(nn.Module):

@@ -171,7 +171,7 @@ def train(args, config, device):
         opt.step()
         ema.update(student, step)
         step += 1
-        progress.step(step, loss.item(), config)
+        progress.step(step, config, loss=loss.item())
         if step % config["eval_every"] == 0 or step == config["steps"]:
             with torch.no_grad():
                 val_loss = distillation_loss(ema.model, val_z, val_ids, val_t, val_noise, val_full[val_idx]).item()

@@ -137,21 +137,23 @@ def set_rng_state(gen, state):
 
 
 class Progress:
-    """The training loss averaged over `log_every` steps and written with the learning rate, the time per step and
-    the wall time, which counts training and evaluations but not saving checkpoints (`pause` … `resume`)."""
+    """Training figures (the loss and any others) averaged over `log_every` steps and written with the learning
+    rate, the time per step and the wall time, which counts training and evaluations but not saving checkpoints
+    (`pause` … `resume`)."""
 
     def __init__(self, log, wall=0.0):
         self.log, self.wall = log, wall
-        self.tick, self.losses = time.time(), []
+        self.tick, self.figures = time.time(), []
 
-    def step(self, step, loss, config):
-        self.losses.append(loss)
+    def step(self, step, config, **figures):
+        self.figures.append(figures)
         if step % config["log_every"] == 0 or step == config["steps"]:
             now = time.time()
             self.wall += now - self.tick
-            self.log.write(step=step, loss=float(np.mean(self.losses)), lr=lr_at(step, config),
-                           s_per_step=(now - self.tick) / len(self.losses), wall=round(self.wall, 1))  # fmt: skip
-            self.tick, self.losses = now, []
+            means = {k: float(np.mean([f[k] for f in self.figures])) for k in figures}
+            self.log.write(step=step, **means, lr=lr_at(step, config),
+                           s_per_step=(now - self.tick) / len(self.figures), wall=round(self.wall, 1))  # fmt: skip
+            self.tick, self.figures = now, []
 
     def pause(self):
         self.wall += time.time() - self.tick

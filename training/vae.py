@@ -17,16 +17,14 @@ import os
 # Idle OpenMP threads must sleep, not spin: on 2 cores shared with other jobs, spinning made a step 40× slower.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import time
-
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from data import Shards, to_tensor
-from util import (Budget, Log, device_name, load_checkpoint, lr_at, parser, rng_state, save_checkpoint, set_rng_state,
-                  setup)
+from util import (Budget, Log, Progress, device_name, load_checkpoint, lr_at, parser, rng_state, save_checkpoint,
+                  set_rng_state, setup)
 
 CONFIGS = {
     "default": dict(channels=(32, 64, 96), latent=4, batch=32, crop=32, full_from=0.6, steps=8000, lr=1e-3,
@@ -346,7 +344,7 @@ def main():
     print(f"{name}: {n_params / 1e6:.3f}M parameters, {len(train)} train / {len(val)} val images, {config}")
 
     draw = sampling_weights(train, config["focus"]) if config.get("focus") else None
-    tick, acc = time.time(), []
+    progress = Progress(log, wall)
     budget = Budget(args.minutes)
     while step < config["steps"]:
         budget.check(step, config)
@@ -378,22 +376,15 @@ def main():
             disc_loss.backward()
             opt_disc.step()
         step += 1
-        acc.append((loss.item(), rec.item(), kl.item(), adv.item()))
-        if step % config["log_every"] == 0 or step == config["steps"]:
-            now = time.time()
-            wall += now - tick
-            loss_m, rec_m, kl_m, adv_m = np.mean(acc, axis=0)
-            log.write(step=step, loss=float(loss_m), rec=float(rec_m), kl=float(kl_m), adv=float(adv_m),
-                      lr=lr_at(step, config), s_per_step=(now - tick) / len(acc), wall=round(wall, 1))  # fmt: skip
-            tick, acc = now, []
+        progress.step(step, config, loss=loss.item(), rec=rec.item(), kl=kl.item(), adv=adv.item())
         if step % config["eval_every"] == 0 or step == config["steps"]:
             psnr, grid = evaluate(model, val, config, device)
             scale = fixed_scale or scaling_factor(model, train, device)
             log.write(step=step, val_psnr=psnr, scaling_factor=scale)
             log.plot(["loss", "rec", "kl"], f"{name} (val PSNR {psnr:.2f} dB)")
             save_grid(grid, f"{args.out}/logs/{name}-recon.png", rows=2)
-            wall += time.time() - tick
-            state = dict(config=config, model=model.state_dict(), opt=opt.state_dict(), step=step, wall=wall,
+            progress.pause()
+            state = dict(config=config, model=model.state_dict(), opt=opt.state_dict(), step=step, wall=progress.wall,
                          rng=rng_state(gen), scaling_factor=scale, device=device_name(device), val_psnr=psnr,
                          params=n_params,
                          data=dict(split=train.index.get("split"), seed=train.index.get("seed"), n=len(train)), seed=args.seed)  # fmt: skip
@@ -402,7 +393,7 @@ def main():
             if disc:
                 state.update(disc=disc.state_dict(), opt_disc=opt_disc.state_dict())
             save_checkpoint(path, state)
-            tick = time.time()
+            progress.resume()
 
 
 if __name__ == "__main__":
