@@ -294,6 +294,23 @@ class Captions:
         return ids
 
 
+def adamw(model, config, device):
+    """AdamW over the trainable parameters of `model` (an LDM or a text encoder), and those parameters: weight
+    decay on the matrices, none on biases, norms, position embeddings and the learned null."""
+    decay, no_decay = [], []
+    for n, p in model.named_parameters():
+        if p.requires_grad:
+            (decay if p.dim() >= 2 and "null" not in n and "pos" not in n else no_decay).append(p)
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": config["weight_decay"]}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=config["lr"],
+        betas=(0.9, 0.99),
+        # One kernel for the whole update on a GPU (PyTorch ≥ 2.0; the Debian 1.13 has no `fused`).
+        **({"fused": True} if device.type == "cuda" else {}),
+    )
+    return opt, [p for p in model.parameters() if p.requires_grad]
+
+
 def main():
     p = parser(__doc__.split("\n")[0], CONFIGS)
     p.add_argument("--vae", help="VAE checkpoint (default: OUT/checkpoints/vae-CONFIG.pt)")
@@ -327,17 +344,7 @@ def main():
 
     model = LDM(config, len(tok.vocab), tok.pad_id).to(device)
     ema = EMA(model, config["ema"])
-    trainable = [(n_, p_) for n_, p_ in model.named_parameters() if p_.requires_grad]
-    decay, no_decay = [], []
-    for n_, p_ in trainable:
-        (decay if p_.dim() >= 2 and "null" not in n_ and "pos" not in n_ else no_decay).append(p_)
-    opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": config["weight_decay"]}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=config["lr"],
-        betas=(0.9, 0.99),
-        # One kernel for the whole update on a GPU (PyTorch ≥ 2.0; the Debian 1.13 has no `fused`).
-        **({"fused": True} if device.type == "cuda" else {}),
-    )
+    opt, trainable = adamw(model, config, device)
     gen = np.random.default_rng(args.seed)
     step, wall = 0, 0.0
     # The run this one continues (--init), for the manifest: its steps and wall time are not counted here.
@@ -398,7 +405,7 @@ def main():
         loss = denoising_loss(model, z, ids, t, noise)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_([p_ for _, p_ in trainable], 1.0)
+        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         opt.step()
         ema.update(model, step)
         step += 1

@@ -39,7 +39,7 @@ import torch
 from data import Shards, WordTokenizer, file_sha256, latent_cache, sample_latents
 from export import TEXT_ENCODER_IO, TextEncoderGraph, export, write_json
 from frozen import Denoiser, read_json
-from ldm import Captions, TextEncoder
+from ldm import Captions, TextEncoder, adamw
 from util import (EMA, Budget, Log, Progress, device_name, load_checkpoint, lr_at, parser, rng_state,
                   save_checkpoint, set_rng_state, setup)
 
@@ -108,11 +108,7 @@ def train(args, config, device):
 
     student = student_of(teacher, tok, config["extra_layers"]).to(device)
     ema = EMA(student, config["ema"])
-    trainable = [(n, p) for n, p in student.named_parameters() if p.requires_grad]
-    decay = [p for n, p in trainable if p.dim() >= 2 and n != "pos"]
-    no_decay = [p for n, p in trainable if not (p.dim() >= 2 and n != "pos")]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": config["weight_decay"]},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=config["lr"], betas=(0.9, 0.99))  # fmt: skip
+    opt, trainable = adamw(student, config, device)
     gen = np.random.default_rng(args.seed)
     g_noise = torch.Generator().manual_seed(args.seed)
     step, wall = 0, 0.0
@@ -167,7 +163,7 @@ def train(args, config, device):
         loss = distillation_loss(student, z, ids, t, noise, train_full[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_([p for _, p in trainable], 1.0)
+        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         opt.step()
         ema.update(student, step)
         step += 1
