@@ -30,6 +30,7 @@ import {
   LIGHTING_NOUNS,
   POSITION_WORDS,
   RELATION_WORDS,
+  REQUEST_DEFAULTS,
   REQUEST_FRAMES,
   type RequestFrames,
   requestFor,
@@ -122,7 +123,13 @@ const index = exportDataset({
       objects: ownColors
         ? opening.objects.map((g) => ({ ...g, color: UNSTATED_COLOR[g.shape] }))
         : opening.objects,
-      ...(bare ? { background: "white", style: "flat", lighting: "daylight" } : {}),
+      ...(bare
+        ? {
+            background: REQUEST_DEFAULTS.background,
+            style: REQUEST_DEFAULTS.style,
+            lighting: REQUEST_DEFAULTS.lighting,
+          }
+        : {}),
     };
     const item = sceneItem(scene, deriveSeed(seed, i, 1), id);
     const [request, other, photo] = [
