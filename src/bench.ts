@@ -115,7 +115,6 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
       const result = await txt2img(ldm, conditioning, {
         steps: options.steps,
         guidance: DEFAULTS.guidance,
-        scheduler: DEFAULTS.sampler,
         seed: run + 1,
       });
       const t4 = performance.now();
@@ -188,7 +187,7 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
       runs: options.runs,
       steps: options.steps,
       guidance: DEFAULTS.guidance,
-      sampler: DEFAULTS.sampler,
+      sampler: ldm.defaultScheduler,
       threads: options.threads,
       graphOptimizationLevel: "all",
     },

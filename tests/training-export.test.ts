@@ -10,6 +10,7 @@ import { join, relative } from "node:path";
 import { AutoTokenizer, env } from "@huggingface/transformers";
 import * as ort from "onnxruntime-node";
 import { describe, expect, it } from "vitest";
+import { schedulerNameForClass } from "../pipelines/schedulers/index.ts";
 
 type Summary = { dims: number[]; head: number[]; mean: number; meanAbs: number };
 type InputSpec = { dims: number[]; data?: number[]; amp?: number; phase?: number };
@@ -90,8 +91,10 @@ describe.each(FOLDERS)("diffusion model folder %s", (dir) => {
     const index = readJson(join(dir, "model_index.json"));
     expect(index.unet).toEqual(["diffusers", "OnnxRuntimeModel"]);
     const scheduler = readJson(join(dir, "scheduler/scheduler_config.json"));
+    // The folder's sampler is its scheduler class: the one the manifest recommends, named in model_index too.
+    expect(schedulerNameForClass(scheduler._class_name)).toBe(manifest.recommended.scheduler);
+    expect(index.scheduler).toEqual(["diffusers", scheduler._class_name]);
     expect(scheduler).toMatchObject({
-      _class_name: "DDIMScheduler",
       num_train_timesteps: 1000,
       beta_schedule: "scaled_linear",
       prediction_type: "epsilon",

@@ -31,6 +31,13 @@ from ldm import load_ldm
 from vae import load_vae
 
 OPSET = 17
+# The sampler a folder recommends is its scheduler_config.json's class (diffusers reads it so, and so does
+# pipelines/model-folder.ts); every key of the training noise schedule is written, so a sampler chosen instead at
+# run time reads the same schedule. Euler ancestral with "trailing" timesteps is the default since session 14
+# (BENCHMARKS.md): trailing spacing starts sampling at the last training timestep, whose noisy samples are nearly
+# pure noise like the initial one, instead of 48 steps short of it ("leading" with steps_offset 1 at 20 steps;
+# Lin et al. 2024, "Common Diffusion Noise Schedules and Sample Steps are Flawed", section 3.3).
+SCHEDULER_CLASSES = {"ddim": "DDIMScheduler", "euler_ancestral": "EulerAncestralDiscreteScheduler"}
 # Input names, output names and dynamic axes of the text encoder's and the U-Net's graphs (diffusers' I/O names):
 # the same for an export and for the probe that reads an export's weights back (frozen.py).
 TEXT_ENCODER_IO = (["input_ids"], ["last_hidden_state", "pooler_output"],
@@ -135,6 +142,8 @@ def main():
     p.add_argument("--dest", default="models/ldm")
     p.add_argument("--fp16", action="store_true", help="store weights as float16 (compute stays float32)")
     p.add_argument("--guidance", type=float, help="recommended guidance scale (default: the training config's)")
+    p.add_argument("--scheduler", choices=sorted(SCHEDULER_CLASSES), default="euler_ancestral",
+                   help="the recommended sampler, written as the scheduler config's class")
     p.add_argument("--eval", help="JSON file of measured figures to record under the manifest's `eval`")
     args = p.parse_args()
     torch.set_num_threads(2)
@@ -190,10 +199,10 @@ def main():
 
     tok.save(f"{dest}/tokenizer")
     write_json(f"{dest}/scheduler/scheduler_config.json", {
-        "_class_name": "DDIMScheduler", "_diffusers_version": "0.30.0",
+        "_class_name": SCHEDULER_CLASSES[args.scheduler], "_diffusers_version": "0.30.0",
         "num_train_timesteps": cfg["num_train_timesteps"], "beta_start": cfg["beta_start"], "beta_end": cfg["beta_end"],
         "beta_schedule": "scaled_linear", "trained_betas": None, "prediction_type": "epsilon", "clip_sample": False,
-        "clip_sample_range": 1.0, "set_alpha_to_one": False, "steps_offset": 1, "timestep_spacing": "leading",
+        "clip_sample_range": 1.0, "set_alpha_to_one": False, "steps_offset": 1, "timestep_spacing": "trailing",
         "thresholding": False, "dynamic_thresholding_ratio": 0.995, "sample_max_value": 1.0,
         "rescale_betas_zero_snr": False,
     })  # fmt: skip
@@ -220,7 +229,7 @@ def main():
     write_json(f"{dest}/vae_decoder/config.json", vae_cfg)
     write_json(f"{dest}/model_index.json", {
         "_class_name": "OnnxStableDiffusionPipeline", "_diffusers_version": "0.30.0",
-        "scheduler": ["diffusers", "DDIMScheduler"], "text_encoder": ["diffusers", "OnnxRuntimeModel"],
+        "scheduler": ["diffusers", SCHEDULER_CLASSES[args.scheduler]], "text_encoder": ["diffusers", "OnnxRuntimeModel"],
         "tokenizer": ["transformers", "PreTrainedTokenizerFast"], "unet": ["diffusers", "OnnxRuntimeModel"],
         "vae_encoder": ["diffusers", "OnnxRuntimeModel"], "vae_decoder": ["diffusers", "OnnxRuntimeModel"],
         "safety_checker": [None, None], "feature_extractor": [None, None], "requires_safety_checker": False,
@@ -249,7 +258,7 @@ def main():
                     "batch": cfg["batch"], "cond_drop": cfg["cond_drop"]}
                    | ({"continued_from": ldm_ckpt["source"]} if "source" in ldm_ckpt else {}),
         },
-        "recommended": {"scheduler": "ddim", "steps": 20, "guidance_scale": args.guidance or cfg["guidance"]},
+        "recommended": {"scheduler": args.scheduler, "steps": 20, "guidance_scale": args.guidance or cfg["guidance"]},
         "eval": json.load(open(args.eval)) if args.eval else {},
         "files": files,
     })  # fmt: skip

@@ -1,5 +1,6 @@
 /**
- * Writes the eval prompt sets (deterministic): `npx tsx evals/language/make-prompts.ts [--out evals/prompts]`.
+ * Writes the eval prompt sets (deterministic): `npx tsx evals/language/make-prompts.ts [--out evals/prompts]
+ * [--seed 1000]`.
  *
  * shapes-geneval.jsonl: ≥ 400 prompts over every category, GenEval-style ("a photograph of two red
  * circles"). Their frames are disjoint from every training text: not the captions' "a photo of …", not the
@@ -365,12 +366,15 @@ const MAKERS: Record<(typeof PROMPT_CATEGORIES)[number], (rng: Rng) => Draft[]> 
   edit: edits,
 };
 
-/** Every prompt set, validated; the same output for every run. */
-export function makePrompts(): { main: EvalPrompt[]; smoke: EvalPrompt[] } {
+/**
+ * Every prompt set, validated; the same output for every run. `seed` 1000 gives the committed sets; another
+ * gives fresh prompts of the same kinds, for tuning a setting without tuning it on the eval set.
+ */
+export function makePrompts(seed = 1000): { main: EvalPrompt[]; smoke: EvalPrompt[] } {
   const main: EvalPrompt[] = [];
   const smoke: EvalPrompt[] = [];
   PROMPT_CATEGORIES.forEach((category, c) => {
-    const drafts = MAKERS[category](createRng(1000 + c));
+    const drafts = MAKERS[category](createRng(seed + c));
     drafts.forEach((draft, i) => {
       const prompt = PromptSchema.parse({
         id: `${category}-${String(i + 1).padStart(3, "0")}`,
@@ -392,12 +396,14 @@ export function toJsonl(prompts: EvalPrompt[]): string {
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
   const { values } = parseArgs({
-    options: { out: { type: "string", default: "evals/prompts" } },
+    options: { out: { type: "string", default: "evals/prompts" }, seed: { type: "string", default: "1000" } },
     strict: true,
   });
   const out = values.out!;
   mkdirSync(out, { recursive: true });
-  const sets = makePrompts();
+  const seed = Number(values.seed);
+  if (!Number.isSafeInteger(seed)) throw new Error(`--seed must be an integer, got ${values.seed}`);
+  const sets = makePrompts(seed);
   for (const [name, file] of Object.entries(PROMPT_FILES)) {
     const prompts = sets[name as keyof typeof sets];
     writeFileSync(join(out, file), toJsonl(prompts));

@@ -38,7 +38,7 @@ const model = await loadDiffusionModel(join(root, "ldm"));
 const planner = await Planner.load(join(root, "planner"));
 const projection = await loadProjection(join(root, "projection"), { planner, denoiser: model });
 const context = { onEvent: () => {}, signal: new AbortController().signal };
-const settings = { steps: DEFAULTS.steps, guidance: DEFAULTS.guidance, sampler: DEFAULTS.sampler };
+const settings = { steps: DEFAULTS.steps, guidance: DEFAULTS.guidance };
 const condition = (scene: Scene) =>
   projection.condition(planner, [{ role: "user", content: captionForScene(scene) }], printPlan(scene));
 /** The oracle's objects with their cells (components without a finite centre have none and are left out). */

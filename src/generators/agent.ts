@@ -19,7 +19,7 @@ export async function createAgentGenerator(options: GeneratorOptions): Promise<G
     projection: existsSync(join(root, "projection")) ? join(root, "projection") : null,
     describer: join(root, "describer"),
   });
-  const settings = { steps: DEFAULTS.steps, guidance: DEFAULTS.guidance, sampler: DEFAULTS.sampler };
+  const settings = { steps: DEFAULTS.steps, guidance: DEFAULTS.guidance };
   const context = (): RunContext => ({ onEvent: () => {}, signal: new AbortController().signal });
   return {
     async generate(request, seed) {

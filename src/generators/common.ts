@@ -6,7 +6,7 @@ import { txt2img } from "../../pipelines/txt2img.ts";
 import type { ChatMessage, Planner } from "../../planner/planner.ts";
 import { DEFAULTS } from "../defaults.ts";
 
-/** txt2img with the defaults a user gets (steps, guidance, sampler). */
+/** txt2img with the defaults a user gets (steps, guidance, and the model folder's sampler). */
 export async function sampleWithDefaults(
   model: DiffusionModel,
   conditioning: ConditioningInput,
@@ -15,7 +15,6 @@ export async function sampleWithDefaults(
   const result = await txt2img(model, conditioning, {
     steps: DEFAULTS.steps,
     guidance: DEFAULTS.guidance,
-    scheduler: DEFAULTS.sampler,
     seed,
   });
   return result.images[0]!;
