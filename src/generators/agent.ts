@@ -41,7 +41,7 @@ export async function createAgentGenerator(options: GeneratorOptions): Promise<G
           sampler: best.settings.sampler,
           plan: result.plans[0] ?? null,
         };
-        result = await engine.edit(state, { text: edit }, { ...settings, sampler: undefined }, context());
+        result = await engine.edit(state, { text: edit }, settings, context());
         request.onTurn?.(k + 1, result.images[0]!);
         text = edit;
       }
