@@ -1,8 +1,9 @@
 /**
  * CI smoke test of the training stack: training/smoke.sh trains tiny configs of every stage for a few steps
- * on a freshly exported tiny dataset, resumes once and exports; the exports are then loaded in
- * onnxruntime-node and run one guided DDIM denoising step and a VAE decode; the projection trained on that
- * export (and warm-started from itself with --init) loads against it and conditions a plan.
+ * on a freshly exported tiny dataset, resumes once and exports (a decoder fine-tune from the export's ONNX
+ * included); the exports are then loaded in onnxruntime-node and run one guided DDIM denoising step and a VAE
+ * decode; the projection trained on that export (and warm-started from itself with --init) loads against it
+ * and conditions a plan.
  */
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -41,6 +42,29 @@ describe("training smoke (training/smoke.sh)", () => {
       expect(manifest.files["text_encoder/model.onnx"].sha256).not.toBe(
         untuned.files["text_encoder/model.onnx"].sha256,
       );
+
+      // The decoder fine-tune read back from the export's ONNX changes the decoder's file alone and records
+      // where it started; the decoder it wrote gives the PyTorch outputs stored with it.
+      const decoderTuned = JSON.parse(readFileSync(`${dest}-decoder/manifest.json`, "utf8"));
+      expect(decoderTuned.stages.vae.decoder_fine_tuned_from.file).toBe(`${dest} (ONNX export)`);
+      for (const [file, entry] of Object.entries<{ sha256: string }>(manifest.files))
+        if (file !== "vae_decoder/model.onnx" && file !== "reference.json")
+          expect(decoderTuned.files[file].sha256, file).toBe(entry.sha256);
+      expect(decoderTuned.files["vae_decoder/model.onnx"].sha256).not.toBe(
+        manifest.files["vae_decoder/model.onnx"].sha256,
+      );
+      const decoderReference = JSON.parse(readFileSync(`${dest}-decoder/reference.json`, "utf8")).vae_decoder;
+      const { dims, amp, phase } = decoderReference.inputs.latent_sample;
+      const latentIn = Float32Array.from(
+        { length: dims.reduce((a: number, b: number) => a * b, 1) },
+        (_, i) => Math.fround(amp * Math.sin(0.37 * i + phase)),
+      );
+      const tunedDecoder = await ort.InferenceSession.create(
+        join(`${dest}-decoder`, "vae_decoder/model.onnx"),
+      );
+      const decoded = await tunedDecoder.run({ latent_sample: new ort.Tensor("float32", latentIn, dims) });
+      for (const [i, v] of decoderReference.outputs.sample.head.entries())
+        expect((decoded.sample!.data as Float32Array)[i]).toBeCloseTo(v, 3);
 
       env.allowRemoteModels = false;
       env.localModelPath = work;

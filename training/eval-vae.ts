@@ -3,9 +3,11 @@
  * on a dataset split: PSNR, and how often the oracle detector reads the same attributes from the
  * reconstruction as from the original (background, style, lighting, object count, and shape, colour and
  * size of each original object, matched to the nearest reconstructed object). Writes the figures into the
- * model's manifest.json under `eval.vae` unless --dry-run.
+ * model's manifest.json under `eval.vae` unless --dry-run. `--failures FILE` also writes the indices of the
+ * images whose round trip the detector reads differently, for `training/vae.py --hard FILE` to draw more often.
  *
  *   npx tsx training/eval-vae.ts --model models/ldm --data data/val --n 500
+ *   npx tsx training/eval-vae.ts --data data/train --n 20000 --dry-run --failures data/train/failures.json
  */
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -19,6 +21,7 @@ const { values } = parseArgs({
     data: { type: "string", default: "data/val" },
     n: { type: "string", default: "500" },
     "dry-run": { type: "boolean", default: false },
+    failures: { type: "string" },
   },
   strict: true,
 });
@@ -63,6 +66,7 @@ function compare(a: Detection, b: Detection): boolean {
 
 let psnrSum = 0;
 let exact = 0;
+const failures: number[] = [];
 const BATCH = 50;
 let done = 0;
 for (const shard of index.shards) {
@@ -99,12 +103,12 @@ for (const shard of index.shards) {
           se += ((v - o) / 255) ** 2;
         }
       psnrSum += -10 * Math.log10(Math.max(se / (H * W * 3), 1e-10));
-      exact += Number(
-        compare(
-          detect({ width: W, height: H, data: original }),
-          detect({ width: W, height: H, data: recon }),
-        ),
+      const agrees = compare(
+        detect({ width: W, height: H, data: original }),
+        detect({ width: W, height: H, data: recon }),
       );
+      exact += Number(agrees);
+      if (!agrees) failures.push(done + i);
     }
     done += b;
   }
@@ -121,6 +125,11 @@ const result = {
   detector_exact_images: Number((exact / done).toFixed(4)),
 };
 console.log(JSON.stringify(result, null, 2));
+if (values.failures) {
+  const files = JSON.parse(readFileSync(join(model, "manifest.json"), "utf8")).files;
+  const mined = { data: result.data, vae_decoder_sha256: files["vae_decoder/model.onnx"]?.sha256, failures };
+  writeFileSync(values.failures, `${JSON.stringify(mined)}\n`);
+}
 if (!values["dry-run"]) {
   const path = join(model, "manifest.json");
   const manifest = JSON.parse(readFileSync(path, "utf8"));

@@ -9,6 +9,11 @@ compares (Python has no ONNX runtime here). manifest.json lists the sha256 of ev
 data seed, steps and wall time per stage, and an `eval` object for figures measured later.
 
     /usr/bin/python3 training/export.py --config default --dest models/ldm [--fp16]
+    /usr/bin/python3 training/export.py --vae-decoder training/checkpoints/vae-v3h-decoder.pt --dest models/ldm
+
+`--vae-decoder CKPT` writes only the decoder of a `vae.py --decoder-only` checkpoint into an exported folder
+(float16 weights, like the rest) after checking that CKPT's frozen encoder is the folder's; the manifest's
+`eval` figures all went through the old decoder, so they are dropped to be measured again.
 """
 
 import os
@@ -47,6 +52,12 @@ UNET_IO = (["sample", "timestep", "encoder_hidden_states", "text_embeds"], ["out
            {"sample": {0: "batch", 2: "height", 3: "width"}, "timestep": {0: "batch"},
             "encoder_hidden_states": {0: "batch", 1: "sequence"}, "text_embeds": {0: "batch"},
             "out_sample": {0: "batch", 2: "height", 3: "width"}})  # fmt: skip
+VAE_ENCODER_IO = (["sample"], ["latent_parameters"],
+                  {"sample": {0: "batch", 2: "height", 3: "width"},
+                   "latent_parameters": {0: "batch", 2: "latent_height", 3: "latent_width"}})  # fmt: skip
+VAE_DECODER_IO = (["latent_sample"], ["sample"],
+                  {"latent_sample": {0: "batch", 2: "latent_height", 3: "latent_width"},
+                   "sample": {0: "batch", 2: "height", 3: "width"}})  # fmt: skip
 
 
 class TextEncoderGraph(nn.Module):
@@ -133,6 +144,39 @@ def write_json(path, obj):
         f.write("\n")
 
 
+def export_vae_decoder(dest, path):
+    vae, ckpt = load_vae(path)
+    if "source" not in ckpt:
+        raise SystemExit(f"{path}: not a `vae.py --decoder-only` checkpoint (a new encoder needs a full export)")
+    for param in vae.parameters():
+        param.data = param.data.half().float()  # the reference outputs are those of the stored weights
+    with open(f"{dest}/reference.json") as f:
+        reference = json.load(f)
+    # The latent space is the folder's only if CKPT's encoder reproduces the folder's encoder outputs.
+    spec = reference["vae_encoder"]["inputs"]["sample"]
+    got = summary(VaeEncoderGraph(vae)(torch.from_numpy(fill(tuple(spec["dims"]), spec["amp"], spec["phase"]))))
+    want = reference["vae_encoder"]["outputs"]["latent_parameters"]
+    if np.abs(np.array(got["head"]) - np.array(want["head"])).max() > 1e-3 * (1 + np.abs(want["head"]).max()):
+        raise SystemExit(f"{path}: its encoder is not {dest}'s (a new latent space needs a full export)")
+    spec = reference["vae_decoder"]["inputs"]["latent_sample"]
+    latent = torch.from_numpy(fill(tuple(spec["dims"]), spec["amp"], spec["phase"]))
+    reference["vae_decoder"]["outputs"] = export(VaeDecoderGraph(vae), (latent,), *VAE_DECODER_IO,
+                                                 f"{dest}/vae_decoder/model.onnx", True)  # fmt: skip
+    with open(f"{dest}/reference.json", "w") as f:
+        json.dump(reference, f)
+    with open(f"{dest}/manifest.json") as f:
+        manifest = json.load(f)
+    manifest["parameters"]["vae_decoder"] = sum(p.numel() for p in vae.decoder.parameters())
+    manifest["stages"]["vae"] = {"steps": ckpt["step"], "wall_s": round(ckpt["wall"], 1), "device": ckpt["device"],
+                                 "val_psnr_db": round(ckpt["val_psnr"], 3), "scaling_factor": ckpt["scaling_factor"],
+                                 "decoder_fine_tuned_from": ckpt["source"]}  # fmt: skip
+    stale, manifest["eval"] = sorted(manifest["eval"]), {}
+    for rel, entry in manifest["files"].items():
+        entry.update(sha256=file_sha256(f"{dest}/{rel}"), bytes=os.path.getsize(f"{dest}/{rel}"))
+    write_json(f"{dest}/manifest.json", manifest)
+    print(f"exported the VAE decoder of {path} (step {ckpt['step']}) → {dest}; measure again: {', '.join(stale)}")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--config", default="default")
@@ -145,8 +189,11 @@ def main():
     p.add_argument("--scheduler", choices=sorted(SCHEDULER_CLASSES), default="euler_ancestral",
                    help="the recommended sampler, written as the scheduler config's class")
     p.add_argument("--eval", help="JSON file of measured figures to record under the manifest's `eval`")
+    p.add_argument("--vae-decoder", metavar="CKPT", help="write only this decoder fine-tune into the folder --dest")
     args = p.parse_args()
     torch.set_num_threads(2)
+    if args.vae_decoder:
+        return export_vae_decoder(args.dest, args.vae_decoder)
     vae, vae_ckpt = load_vae(args.vae or f"{args.out}/checkpoints/vae-{args.config}.pt")
     ldm, tok, ldm_ckpt = load_ldm(args.ldm or f"{args.out}/checkpoints/ldm-{args.config}.pt")
     if args.fp16:
@@ -182,17 +229,12 @@ def main():
     image = torch.from_numpy(fill((2, 3, 64, 64), 0.9, 0.0))
     reference["vae_encoder"] = {
         "inputs": {"sample": {"dims": [2, 3, 64, 64], "amp": 0.9, "phase": 0.0}},
-        "outputs": export(VaeEncoderGraph(vae), (image,), ["sample"], ["latent_parameters"],
-                          {"sample": {0: "batch", 2: "height", 3: "width"},
-                           "latent_parameters": {0: "batch", 2: "latent_height", 3: "latent_width"}},
-                          f"{dest}/vae_encoder/model.onnx", args.fp16),
+        "outputs": export(VaeEncoderGraph(vae), (image,), *VAE_ENCODER_IO, f"{dest}/vae_encoder/model.onnx", args.fp16),
     }  # fmt: skip
     latent = torch.from_numpy(fill((2, 4, 8, 8), 1.0 / scale, 0.3))
     reference["vae_decoder"] = {
         "inputs": {"latent_sample": {"dims": [2, 4, 8, 8], "amp": 1.0 / scale, "phase": 0.3}},
-        "outputs": export(VaeDecoderGraph(vae), (latent,), ["latent_sample"], ["sample"],
-                          {"latent_sample": {0: "batch", 2: "latent_height", 3: "latent_width"},
-                           "sample": {0: "batch", 2: "height", 3: "width"}}, f"{dest}/vae_decoder/model.onnx", args.fp16),
+        "outputs": export(VaeDecoderGraph(vae), (latent,), *VAE_DECODER_IO, f"{dest}/vae_decoder/model.onnx", args.fp16),
     }  # fmt: skip
     with open(f"{dest}/reference.json", "w") as f:
         json.dump(reference, f)

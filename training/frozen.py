@@ -23,7 +23,8 @@ import torch.nn as nn
 from onnx import numpy_helper
 
 from data import WordTokenizer
-from export import OPSET, TEXT_ENCODER_IO, UNET_IO, TextEncoderGraph, UNetGraph, VaeEncoderGraph, fill
+from export import (OPSET, TEXT_ENCODER_IO, UNET_IO, VAE_DECODER_IO, VAE_ENCODER_IO, TextEncoderGraph,
+                    UNetGraph, VaeDecoderGraph, VaeEncoderGraph, fill)  # fmt: skip
 from ldm import TextEncoder, UNet, alphas_cumprod
 from planner import Llama, export_onnx
 from vae import Encoder
@@ -112,6 +113,24 @@ def _export(module, inputs, names, outputs, axes, path):
                       opset_version=OPSET, do_constant_folding=True)  # fmt: skip
 
 
+def load_vae_folder(folder, vae):
+    """Fills `vae` (a training/vae.py VAE of the exported architecture) from a model folder's vae_encoder and
+    vae_decoder graphs → a checkpoint-like dict whose step, wall time and lineage are the manifest's, so that
+    `vae.py --decoder-only FOLDER` continues the released decoder on a machine without its checkpoints."""
+    image, latent = torch.zeros(2, 3, 64, 64), torch.zeros(2, vae.encoder.net[-1].out_channels // 2, 8, 8)
+    load_onnx_weights(vae.encoder, lambda m, p: _export(VaeEncoderGraph(vae), (image,), *VAE_ENCODER_IO, p),
+                      os.path.join(folder, "vae_encoder", "model.onnx"))  # fmt: skip
+    load_onnx_weights(vae.decoder, lambda m, p: _export(VaeDecoderGraph(vae), (latent,), *VAE_DECODER_IO, p),
+                      os.path.join(folder, "vae_decoder", "model.onnx"))  # fmt: skip
+    stage = read_json(os.path.join(folder, "manifest.json"))["stages"]["vae"]
+    ckpt = dict(model=vae.state_dict(), step=stage["steps"], wall=stage["wall_s"], device=stage["device"],
+                val_psnr=stage["val_psnr_db"], scaling_factor=stage["scaling_factor"],
+                name=f"{os.path.normpath(folder)} (ONNX export)")  # fmt: skip
+    if "decoder_fine_tuned_from" in stage:
+        ckpt["source"] = stage["decoder_fine_tuned_from"]
+    return ckpt
+
+
 class Denoiser:
     """A diffusers-layout folder written by training/export.py, as PyTorch modules: the U-Net (ε), the native
     text encoder and its tokenizer (targets of the auxiliary alignment and the init of the null conditioning),
@@ -146,9 +165,7 @@ class Denoiser:
         self.vae_encoder = Encoder(v["block_out_channels"], v["latent_channels"])
         holder = nn.Module()
         load_onnx_weights(self.vae_encoder, lambda m, p: (setattr(holder, "encoder", m), _export(
-            VaeEncoderGraph(holder), (torch.zeros(2, 3, 64, 64),), ["sample"], ["latent_parameters"],
-            {"sample": {0: "batch", 2: "height", 3: "width"},
-             "latent_parameters": {0: "batch", 2: "latent_height", 3: "latent_width"}}, p)),
+            VaeEncoderGraph(holder), (torch.zeros(2, 3, 64, 64),), *VAE_ENCODER_IO, p)),
             os.path.join(folder, "vae_encoder", "model.onnx"))  # fmt: skip
         self._check(reference)
         for m in (self.unet, self.text, self.vae_encoder):

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Smoke test of the diffusion training stack (CI): tiny configs train a few steps of every stage on a tiny
 # dataset exported by `atelier world export`, resume once, export the result in the diffusers ONNX layout
-# (DEST-untuned), tune its text encoder alone (DEST), and train a projection on it (DEST-projection).
+# (DEST-untuned), tune its text encoder alone (DEST), fine-tune its VAE decoder read back from the export
+# (DEST-decoder), and train a projection on it (DEST-projection).
 #   training/smoke.sh DEST        (tests/fixtures/tiny-ldm was made by this script)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,6 +27,12 @@ text=(--threads 1 --config tiny --model "$dest" --out "$work/run")
 "$py" training/text_encoder.py "${text[@]}" --data "$work/text-train" --val "$work/text-val" --steps 2
 "$py" training/text_encoder.py "${text[@]}" --data "$work/text-train" --val "$work/text-val" --steps 4 --resume
 "$py" training/text_encoder.py "${text[@]}" --export
+# A decoder fine-tune started from the export's ONNX VAE (no checkpoint needed), its misread round trips drawn
+# more often, written into a copy (DEST-decoder; the test checks that only the decoder's file changed).
+npx tsx training/eval-vae.ts --model "$dest" --data "$work/train" --n 64 --dry-run --failures "$work/failures.json" > /dev/null
+"$py" training/vae.py "${args[@]}" --decoder-only "$dest" --hard "$work/failures.json" --steps 2
+cp -r "$dest" "$dest-decoder"
+"$py" training/export.py --vae-decoder "$work/run/checkpoints/vae-tiny-decoder.pt" --dest "$dest-decoder" > /dev/null
 # The lent-GPU continuation (training/README.md), on the CPU: the LDM packed with its training latents, unpacked
 # and trained on.
 "$py" training/gpu_latents.py pack --vae "$work/run/checkpoints/vae-tiny.pt" --ldm "$work/run/checkpoints/ldm-tiny.pt" \

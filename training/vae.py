@@ -7,11 +7,15 @@ The latent scaling factor (1 / std of posterior samples on the training set) is 
     /usr/bin/python3 training/vae.py --data data/train --val data/val [--config tiny] [--resume] [--device cuda]
 
 `--decoder-only CKPT` fine-tunes the decoder of CKPT with the encoder frozen (checkpoint vae-CONFIG-decoder.pt):
-the latent space stays the same, so it can run while the diffusion model trains on CKPT's latents.
+the latent space stays the same, so it can run while the diffusion model trains on CKPT's latents. CKPT may
+be a model folder (models/ldm): its ONNX VAE is read back into the config's architecture (frozen.py).
+`--hard FILE` (written by training/eval-vae.ts --failures) draws the training images whose round trips the
+detector misread `hard` times more often.
 `--init CKPT` starts every weight from CKPT and trains them all (a new latent space: the LDM must follow).
 Either one loads a smaller decoder into a larger one (v2): the modules v2 adds start as the identity.
 """
 
+import json
 import os
 
 # Idle OpenMP threads must sleep, not spin: on 2 cores shared with other jobs, spinning made a step 40× slower.
@@ -54,7 +58,7 @@ CONFIGS = {
                lr=6e-4, warmup=500, decoder_lr=3e-4, beta=1e-5, edge=1.0, edge_weight=4.0, l2=0.0, ssim=1.0,
                log_every=100, eval_every=2000, n_eval=512),
     "tiny": dict(channels=(8, 8, 16), latent=4, batch=8, crop=32, full_from=0.6, steps=20, lr=2e-3, warmup=5,
-                 decoder_lr=1e-3, beta=1e-5, edge=0.5, ssim=1.0, log_every=5, eval_every=10, n_eval=16),
+                 decoder_lr=1e-3, beta=1e-5, edge=0.5, ssim=1.0, hard=4.0, log_every=5, eval_every=10, n_eval=16),
 }  # fmt: skip
 # v3f: v3's decoder fine-tuned on the CPU on v3's frozen encoder (`--decoder-only`, so the LDM and everything
 # trained on its latents stay valid; the architecture must stay v3's). The v3 round trips lost small stars and
@@ -68,6 +72,12 @@ CONFIGS["v3f"] = dict(CONFIGS["v3"], batch=16, steps=5000, lr=3e-4, warmup=250, 
 # threads (43 min): val-r PSNR 38.8 → 39.2 dB, detector agreement 0.976 → 0.985 (style 0.912 → 0.948, flat
 # fills no longer read as watercolor as often), oracle-vae ceiling 0.912 → 0.942.
 CONFIGS["v3g"] = dict(CONFIGS["v3f"], steps=3000, lr=1e-4, warmup=100, decoder_lr=1e-4, adv=0.1, adv_from=300)
+# v3h: v3g's released decoder read back from models/ldm (`--decoder-only models/ldm`, no checkpoint needed) and
+# fine-tuned with its misread round trips drawn more often (`--hard`, mined on 20,000 training images by
+# eval-vae.ts --failures): of v3g's val misreadings, 26 were styles (flat fills read as watercolor, outlines as
+# flat) and most of the rest small stars, crosses and diamonds, which `focus` alone does not pick out. The
+# discriminator starts afresh (it is not exported), so the adversarial term waits for it again.
+CONFIGS["v3h"] = dict(CONFIGS["v3g"], steps=5000, hard=8.0)
 ARCH_KEYS = ("channels", "latent", "extra", "refine")
 ARCH_DEFAULTS = dict(extra=0, refine=0)
 
@@ -272,11 +282,16 @@ def scaling_factor(model, train, device, n=1024):
     return 1.0 / torch.cat(zs).std().item()
 
 
-def sampling_weights(train, focus):
-    """Probability of drawing each training image: 1 + focus · (its small objects + its stars and crosses)."""
-    hard = np.array([sum((o["size"] == "small") + (o["shape"] in ("star", "cross")) for o in r["layout"])
-                     for r in train.records], dtype=np.float64)  # fmt: skip
-    weights = 1 + focus * hard
+def sampling_weights(train, focus, misread=None, hard=0):
+    """Probability of drawing each training image: 1 + focus · (its small objects + its stars and crosses),
+    times `hard` for the images in `misread`; None (uniform) when neither applies."""
+    if not focus and not misread:
+        return None
+    difficult = np.array([sum((o["size"] == "small") + (o["shape"] in ("star", "cross")) for o in r["layout"])
+                          for r in train.records], dtype=np.float64)  # fmt: skip
+    weights = 1 + focus * difficult
+    if misread:
+        weights[np.asarray(misread)] *= hard
     return weights / weights.sum()
 
 
@@ -296,6 +311,7 @@ def main():
     p = parser(__doc__.split("\n")[0], CONFIGS)
     p.add_argument("--decoder-only", metavar="CKPT", help="fine-tune only the decoder of the VAE checkpoint CKPT")
     p.add_argument("--init", metavar="CKPT", help="start from the weights of the VAE checkpoint CKPT")
+    p.add_argument("--hard", metavar="FILE", help="indices of misread training round trips (eval-vae.ts --failures)")
     args = p.parse_args()
     config = dict(CONFIGS[args.config])
     device = setup(args, config)
@@ -306,7 +322,13 @@ def main():
     if args.decoder_only and args.init:
         raise SystemExit("--decoder-only and --init exclude each other")
     if args.decoder_only or args.init:
-        source = load_checkpoint(args.decoder_only or args.init)
+        path = args.decoder_only or args.init
+        if os.path.isdir(path):
+            from frozen import load_vae_folder  # frozen.py imports this module
+
+            source = load_vae_folder(path, VAE(**arch(config)))
+        else:
+            source = load_checkpoint(path)
         # A larger decoder (v2) starts from CKPT's: only its added, identity-initialised modules are new.
         missing, unexpected = model.load_state_dict(source["model"], strict=False)
         if unexpected or any(not k.startswith(("decoder.extra", "decoder.refine")) for k in missing):
@@ -316,7 +338,7 @@ def main():
         model.encoder.requires_grad_(False)
         fixed_scale, name = source["scaling_factor"], f"{name}-decoder"
         # The encoder's own training, for the manifest: this run's steps and wall time are the decoder's only.
-        lineage = dict(file=os.path.basename(args.decoder_only), steps=source["step"], wall_s=round(source["wall"], 1),
+        lineage = dict(file=source.get("name", os.path.basename(args.decoder_only)), steps=source["step"], wall_s=round(source["wall"], 1),
                        device=source.get("device"), val_psnr_db=round(source["val_psnr"], 3))  # fmt: skip
         if "source" in source:  # a fine-tune of a fine-tune: keep the chain back to the encoder's own training
             lineage["source"] = source["source"]
@@ -343,7 +365,17 @@ def main():
     n_params = sum(p.numel() for p in model.parameters())
     print(f"{name}: {n_params / 1e6:.3f}M parameters, {len(train)} train / {len(val)} val images, {config}")
 
-    draw = sampling_weights(train, config["focus"]) if config.get("focus") else None
+    hard = None
+    if args.hard and not config.get("hard"):
+        raise SystemExit(f"--hard: config {args.config} sets no `hard` weight")
+    if args.hard:
+        with open(args.hard) as f:
+            hard = json.load(f)
+        if (hard["data"]["split"], hard["data"]["seed"]) != (train.index.get("split"), train.index.get("seed")):
+            raise SystemExit(f"--hard {args.hard}: mined on {hard['data']}, not on {args.data}")
+        print(f"--hard: {len(hard['failures'])} misread round trips of {hard['data']['images']} drawn "
+              f"{config['hard']}× more often")  # fmt: skip
+    draw = sampling_weights(train, config.get("focus", 0), hard and hard["failures"], config.get("hard", 0))
     progress = Progress(log, wall)
     budget = Budget(args.minutes)
     while step < config["steps"]:
