@@ -76,7 +76,10 @@ CONFIGS["v3g"] = dict(CONFIGS["v3f"], steps=3000, lr=1e-4, warmup=100, decoder_l
 # fine-tuned with its misread round trips drawn more often (`--hard`, mined on 20,000 training images by
 # eval-vae.ts --failures): of v3g's val misreadings, 26 were styles (flat fills read as watercolor, outlines as
 # flat) and most of the rest small stars, crosses and diamonds, which `focus` alone does not pick out. The
-# discriminator starts afresh (it is not exported), so the adversarial term waits for it again.
+# discriminator starts afresh (it is not exported), so the adversarial term waits for it again. 5,000 steps on
+# 2 threads (110 min): val PSNR 39.15 → 39.57 dB, detector agreement 0.9845 → 0.9892 (a second val set, seed 4:
+# 0.979 → 0.985), oracle-vae ceiling 0.942 → 0.961. It dipped for the first 1,000 steps (0.983) and rose as the
+# learning rate decayed.
 CONFIGS["v3h"] = dict(CONFIGS["v3g"], steps=5000, hard=8.0)
 ARCH_KEYS = ("channels", "latent", "extra", "refine")
 ARCH_DEFAULTS = dict(extra=0, refine=0)
