@@ -24,7 +24,7 @@ from onnx import numpy_helper
 
 from data import WordTokenizer
 from export import (OPSET, TEXT_ENCODER_IO, UNET_IO, VAE_DECODER_IO, VAE_ENCODER_IO, TextEncoderGraph,
-                    UNetGraph, VaeDecoderGraph, VaeEncoderGraph, fill)  # fmt: skip
+                    UNetGraph, VaeDecoderGraph, VaeEncoderGraph, fill, reference_error)  # fmt: skip
 from ldm import TextEncoder, UNet, alphas_cumprod
 from planner import Llama, export_onnx
 from vae import Encoder
@@ -117,7 +117,7 @@ def load_vae_folder(folder, vae):
     """Fills `vae` (a training/vae.py VAE of the exported architecture) from a model folder's vae_encoder and
     vae_decoder graphs → a checkpoint-like dict whose step, wall time and lineage are the manifest's, so that
     `vae.py --decoder-only FOLDER` continues the released decoder on a machine without its checkpoints."""
-    image, latent = torch.zeros(2, 3, 64, 64), torch.zeros(2, vae.encoder.net[-1].out_channels // 2, 8, 8)
+    image, latent = torch.zeros(2, 3, 64, 64), torch.zeros(2, vae.decoder.net[0].in_channels, 8, 8)
     load_onnx_weights(vae.encoder, lambda m, p: _export(VaeEncoderGraph(vae), (image,), *VAE_ENCODER_IO, p),
                       os.path.join(folder, "vae_encoder", "model.onnx"))  # fmt: skip
     load_onnx_weights(vae.decoder, lambda m, p: _export(VaeDecoderGraph(vae), (latent,), *VAE_DECODER_IO, p),
@@ -189,9 +189,8 @@ class Denoiser:
             got["latent_parameters"] = self.vae_encoder(tensor(reference["vae_encoder"]["inputs"]["sample"]))
         for component in ("unet", "text_encoder", "vae_encoder"):
             for name, summary in reference[component]["outputs"].items():
-                head = got[name].flatten()[: len(summary["head"])].double().numpy()
-                err = np.abs(head - np.array(summary["head"])).max()
-                if err > 1e-3 * (1 + np.abs(summary["head"]).max()):
+                err = reference_error(got[name], summary)
+                if err is not None:
                     raise ValueError(f"{self.folder}/{component}: {name} differs from reference.json by {err:.3g}; "
                                      "the weights were not read back correctly")  # fmt: skip
 

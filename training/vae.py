@@ -329,6 +329,7 @@ def main():
         if os.path.isdir(path):
             from frozen import load_vae_folder  # frozen.py imports this module
 
+            # A copy: load_onnx_weights leaves the module it fills frozen, in eval mode.
             source = load_vae_folder(path, VAE(**arch(config)))
         else:
             source = load_checkpoint(path)
@@ -341,8 +342,9 @@ def main():
         model.encoder.requires_grad_(False)
         fixed_scale, name = source["scaling_factor"], f"{name}-decoder"
         # The encoder's own training, for the manifest: this run's steps and wall time are the decoder's only.
-        lineage = dict(file=source.get("name", os.path.basename(args.decoder_only)), steps=source["step"], wall_s=round(source["wall"], 1),
-                       device=source.get("device"), val_psnr_db=round(source["val_psnr"], 3))  # fmt: skip
+        lineage = dict(file=source.get("name", os.path.basename(args.decoder_only)), steps=source["step"],
+                       wall_s=round(source["wall"], 1), device=source.get("device"),
+                       val_psnr_db=round(source["val_psnr"], 3))  # fmt: skip
         if "source" in source:  # a fine-tune of a fine-tune: keep the chain back to the encoder's own training
             lineage["source"] = source["source"]
         config.update(full_from=0, lr=config["decoder_lr"], warmup=config["warmup"] // 2)
@@ -368,17 +370,18 @@ def main():
     n_params = sum(p.numel() for p in model.parameters())
     print(f"{name}: {n_params / 1e6:.3f}M parameters, {len(train)} train / {len(val)} val images, {config}")
 
-    hard = None
-    if args.hard and not config.get("hard"):
-        raise SystemExit(f"--hard: config {args.config} sets no `hard` weight")
+    misread = None
     if args.hard:
+        if not config.get("hard"):
+            raise SystemExit(f"--hard: config {args.config} sets no `hard` weight")
         with open(args.hard) as f:
-            hard = json.load(f)
-        if (hard["data"]["split"], hard["data"]["seed"]) != (train.index.get("split"), train.index.get("seed")):
-            raise SystemExit(f"--hard {args.hard}: mined on {hard['data']}, not on {args.data}")
-        print(f"--hard: {len(hard['failures'])} misread round trips of {hard['data']['images']} drawn "
+            mined = json.load(f)
+        if (mined["data"]["split"], mined["data"]["seed"]) != (train.index.get("split"), train.index.get("seed")):
+            raise SystemExit(f"--hard {args.hard}: mined on {mined['data']}, not on {args.data}")
+        misread = mined["failures"]
+        print(f"--hard: {len(misread)} misread round trips of {mined['data']['images']} drawn "
               f"{config['hard']}× more often")  # fmt: skip
-    draw = sampling_weights(train, config.get("focus", 0), hard and hard["failures"], config.get("hard", 0))
+    draw = sampling_weights(train, config.get("focus", 0), misread, config.get("hard", 0))
     progress = Progress(log, wall)
     budget = Budget(args.minutes)
     while step < config["steps"]:
