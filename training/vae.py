@@ -324,7 +324,8 @@ def save_grid(images, path, rows):
 
 def main():
     p = parser(__doc__.split("\n")[0], CONFIGS)
-    p.add_argument("--decoder-only", metavar="CKPT", help="fine-tune only the decoder of the VAE checkpoint CKPT")
+    p.add_argument("--decoder-only", metavar="CKPT",
+                   help="fine-tune only the decoder of the VAE checkpoint (and its discriminator) or model folder CKPT")
     p.add_argument("--init", metavar="CKPT", help="start from the weights of the VAE checkpoint CKPT")
     p.add_argument("--hard", metavar="FILE", help="indices of misread training round trips (eval-vae.ts --failures)")
     args = p.parse_args()
@@ -365,9 +366,9 @@ def main():
     if disc:
         opt_disc = torch.optim.AdamW(disc.parameters(), lr=config["lr"], betas=(0.5, 0.9), weight_decay=0.0)
         last = (model.decoder.refine["body"][-1] if model.decoder.refine else model.decoder.net[-2]).weight
-    if disc and args.decoder_only and "disc" in source:
-        # A checkpoint's discriminator learns on with its decoder: with a fresh one, v3h and v3i first fell back.
-        disc.load_state_dict(source["disc"])
+        if args.decoder_only and "disc" in source:
+            # A checkpoint's discriminator learns on with its decoder: with a fresh one, v3h and v3i first fell back.
+            disc.load_state_dict(source["disc"])
     gen = np.random.default_rng(args.seed)
     path = f"{args.out}/checkpoints/{name}.pt"
     step, wall = 0, 0.0
