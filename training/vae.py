@@ -93,6 +93,13 @@ CONFIGS["v3i"] = dict(CONFIGS["v3h"], decoder_lr=6e-5, adv_from=400)
 # first 500: 0.9909 → 0.9915; seed 4: 0.9876 → 0.9880), a plateau (checkpoints 0.9875–0.9891). Not released: every
 # eval through it scored a little lower than through v3i (native 0.707, plan 0.816, agent 0.976).
 CONFIGS["v3j"] = dict(CONFIGS["v3i"], steps=3000, decoder_lr=4e-5, adv_from=0)
+# v3k: a larger decoder on the same frozen encoder: v3i's checkpoint and discriminator
+# (`--decoder-only training/checkpoints/vae-v3i-decoder.pt`) with two more identity-initialised blocks at 16×16 and
+# at 32×32 (1.52M → 1.94M parameters, +12 % time a step), on v3i's misread round trips (1,747 of 20,000). 7,000
+# steps on 2 threads (92 min): the fresh optimiser first set it back (all of val 0.9876 at step 1,500), it drew
+# level with v3i at 3,500 and passed it as the learning rate fell: all of val 39.71 → 40.10 dB, agreement
+# 0.9886 → 0.9910 (step 6,000: 0.9909; the first 500: 0.9909 → 0.9935; seed 4: 0.9876 → 0.9904).
+CONFIGS["v3k"] = dict(CONFIGS["v3i"], extra=4, steps=7000, decoder_lr=6e-5, adv_from=0)
 ARCH_KEYS = ("channels", "latent", "extra", "refine")
 ARCH_DEFAULTS = dict(extra=0, refine=0)
 
